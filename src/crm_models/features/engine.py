@@ -1,0 +1,52 @@
+"""The feature engine: Ibis expressions executed on DuckDB (default) or any Ibis backend.
+
+Feature builders are written once as Ibis expressions (``*_expr`` functions taking and
+returning ``ibis.Table``), so the same code runs on the embedded DuckDB engine and on Spark.
+This module owns the conversions at the edges: pandas in, Ibis in the middle, pandas out.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+TableLike = pd.DataFrame | ir.Table
+
+
+def to_ibis(table: TableLike) -> ir.Table:
+    """Wrap a pandas frame as an Ibis table (an in-memory DuckDB table); pass Ibis through."""
+    if isinstance(table, ir.Table):
+        return table
+    if isinstance(table, pd.DataFrame):
+        return ibis.memtable(table)
+    raise TypeError(f"expected a pandas DataFrame or an ibis Table, got {type(table).__name__}")
+
+
+def execute(expr: ir.Table, index: str | None = "customer_id") -> pd.DataFrame:
+    """Run an expression on its backend and return a pandas frame sorted by ``index``.
+
+    Sorting makes results independent of the engine's parallel scheduling.
+    """
+    df = expr.to_pandas()
+    if index is not None and index in df.columns:
+        df = df.sort_values(index, kind="stable").set_index(index)
+    return df
+
+
+def as_timestamp(value: str | date | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
+    """Parse an ISO string, date or timestamp into a tz-naive ``pd.Timestamp`` (None passes)."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+def lit_ts(value: Any) -> ir.TimestampScalar:
+    """An Ibis timestamp literal from anything :func:`as_timestamp` accepts."""
+    return ibis.timestamp(as_timestamp(value).to_pydatetime())
