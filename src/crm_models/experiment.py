@@ -138,7 +138,7 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
     from crm_models import features as F
     from crm_models.evaluation import harrell_c_index, plot_km_by_segment, plot_risk_distribution
     from crm_models.models.survival import MODELS, SurvivalPipeline
-    from crm_models.serving import ChurnModel
+    from crm_models.serving import churn_package
 
     fc = config.features
     cutoff = resolve_cutoff(config, data)
@@ -223,7 +223,9 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
     pred = pd.DataFrame({"risk": risk_test}, index=test.index).loc[sample.index]
     model = None
     if config.tracking.log_model:
-        model = ChurnModel(pipe, config.evaluation.horizons_days, fc.horizon_days)
+        model = churn_package(
+            pipe, config.evaluation.horizons_days, fc.horizon_days, test[feature_cols].head(5)
+        )
     return tracking.RunArtifacts(
         metrics=metrics,
         params={"cutoff": str(cutoff), "n_features": len(feature_cols)},
@@ -232,5 +234,4 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
         tables=tables_out,
         customer_tables={"tables/feature_sample.csv": sample.join(pred)},
         model=model,
-        model_input_example=test[feature_cols].head(5),
     )

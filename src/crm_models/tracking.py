@@ -54,8 +54,7 @@ class RunArtifacts:
     customer_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     """Like ``tables`` but indexed by customer_id: ids are pseudonymized before logging."""
     model: Any = None
-    """A ``mlflow.pyfunc.PythonModel`` instance (see ``serving.py``) or None."""
-    model_input_example: pd.DataFrame | None = None
+    """A ``serving.PyfuncPackage`` (models-from-code pyfunc) or None."""
 
 
 # --------------------------------------------------------------------------- store
@@ -292,31 +291,30 @@ def log_artifacts(result: RunArtifacts, salt: str) -> None:
                 df.to_csv(local, index=False)
             mlflow.log_artifact(str(local), artifact_path=str(Path(path).parent) or None)
     if result.model is not None:
-        log_pyfunc_model(result.model, result.model_input_example)
+        log_pyfunc_model(result.model)
 
 
-def log_pyfunc_model(python_model: Any, input_example: pd.DataFrame | None) -> None:
-    """Log a pyfunc model with an explicit signature and pinned requirements.
+def log_pyfunc_model(package: Any) -> None:
+    """Log a models-from-code pyfunc (``serving.PyfuncPackage``) with signature and pinned requirements.
 
-    The signature is inferred from one in-process prediction rather than by MLflow (which would
-    re-load the model in a subprocess); requirements are pinned to the running environment.
+    The signature comes from an in-process prediction (MLflow would otherwise re-load the model to
+    infer it); requirements are pinned to the running environment.
     """
     import mlflow
     from mlflow.models import infer_signature
 
-    signature = None
-    if input_example is not None:
-        output = python_model.predict(None, input_example)
-        signature = infer_signature(input_example, output)
+    signature = infer_signature(package.input_example, package.output_example)
     reqs = [f"{p}=={v}" for p, v in package_versions(_MODEL_REQUIREMENTS).items() if p != "python"]
-    mlflow.pyfunc.log_model(
-        name="model",
-        python_model=python_model,
-        signature=signature,
-        pip_requirements=reqs,
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(package.code_path),
+            artifacts=package.write_artifacts(Path(tmp)),
+            signature=signature,
+            pip_requirements=reqs,
+        )
 
 
 _MODEL_REQUIREMENTS = (
-    "crm-models", "mlflow", "numpy", "pandas", "scikit-learn", "scipy", "lifelines", "cloudpickle",
+    "crm-models", "mlflow", "numpy", "pandas", "scikit-learn", "scipy", "lifelines", "joblib",
 )
