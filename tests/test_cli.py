@@ -50,3 +50,52 @@ def test_planned_verbs_say_so_and_exit_non_zero():
     result = runner.invoke(app, ["tune", "configs/churn_survival.yaml"])
     assert result.exit_code == 1
     assert "not available yet" in result.output
+
+
+def test_synth_writes_all_tables_and_is_reproducible(tmp_path):
+    import pandas as pd
+
+    out1, out2 = tmp_path / "a", tmp_path / "b"
+    for out in (out1, out2):
+        result = runner.invoke(app, ["data", "synth", "--customers", "300", "--seed", "3", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    names = {"transactions", "customers", "touchpoints", "channel_spend", "tickets", "subscriptions"}
+    assert {p.stem for p in out1.glob("*.parquet")} == names
+    assert (out1 / "ground_truth.json").is_file()
+    for name in names:
+        assert (out1 / f"{name}.parquet").read_bytes() == (out2 / f"{name}.parquet").read_bytes()
+    assert len(pd.read_parquet(out1 / "customers.parquet")) == 300
+    # an existing directory is not overwritten without --overwrite
+    again = _cli("data", "synth", "--customers", "300", "--out", str(out1))
+    assert again.returncode != 0 and "Traceback" not in again.stderr
+
+
+def test_ui_serves_the_local_store_on_loopback(tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crm_models.cli", "ui", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline, body = time.monotonic() + 90, ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    body = r.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert body.strip() == "OK"
+        assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -40,6 +40,7 @@ def plot_km_by_segment(
     ax.set_ylabel("share not churned")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize="small", ncol=2)
     fig.tight_layout()
     return fig
 

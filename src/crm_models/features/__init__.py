@@ -10,9 +10,33 @@ from __future__ import annotations
 from crm_models.features.btyd import btyd_summary, btyd_summary_expr
 
 # --- RFM, behaviour, segments, churn labels (rfm.py, behaviour.py, segments.py, labels.py) ---
-# (exports added by those modules' author)
+from crm_models.features.behaviour import purchase_behaviour_expr, ticket_features_expr
+from crm_models.features.labels import (
+    contractual_churn_labels,
+    contractual_churn_labels_expr,
+    noncontractual_churn_labels,
+    noncontractual_churn_labels_expr,
+)
+from crm_models.features.rfm import customer_features, customer_features_expr, rfm_expr
+from crm_models.features.segments import rfm_segments, rfm_segments_expr
+from crm_models.features.snapshot import Snapshot, future, past
 
 __all__ = [
     "btyd_summary",
     "btyd_summary_expr",
+    # RFM, behaviour, segments, churn labels
+    "Snapshot",
+    "contractual_churn_labels",
+    "contractual_churn_labels_expr",
+    "customer_features",
+    "customer_features_expr",
+    "future",
+    "noncontractual_churn_labels",
+    "noncontractual_churn_labels_expr",
+    "past",
+    "purchase_behaviour_expr",
+    "rfm_expr",
+    "rfm_segments",
+    "rfm_segments_expr",
+    "ticket_features_expr",
 ]

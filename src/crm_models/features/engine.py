@@ -22,8 +22,24 @@ def to_ibis(table: TableLike) -> ir.Table:
     if isinstance(table, ir.Table):
         return table
     if isinstance(table, pd.DataFrame):
-        return ibis.memtable(table)
+        return ibis.memtable(_microsecond_timestamps(table))
     raise TypeError(f"expected a pandas DataFrame or an ibis Table, got {type(table).__name__}")
+
+
+def _microsecond_timestamps(df: pd.DataFrame) -> pd.DataFrame:
+    """Floor nanosecond timestamps to microseconds.
+
+    Ibis/DuckDB timestamps are microsecond precision; Arrow refuses to cast a value with
+    nanoseconds ("would lose data"), so floor them here (a copy only when a column needs it).
+    """
+    fixed = {}
+    for col in df.columns:
+        s = df[col]
+        if s.dtype == "datetime64[ns]":
+            ns = s.to_numpy().view("int64")
+            if (ns % 1000 != 0).any():
+                fixed[col] = s.dt.floor("us")
+    return df.assign(**fixed) if fixed else df
 
 
 def execute(expr: ir.Table, index: str | None = "customer_id") -> pd.DataFrame:
