@@ -45,12 +45,13 @@ def _microsecond_timestamps(df: pd.DataFrame) -> pd.DataFrame:
 def execute(expr: ir.Table, index: str | None = "customer_id") -> pd.DataFrame:
     """Run an expression on its backend and return a pandas frame sorted by ``index``.
 
-    Sorting makes results independent of the engine's parallel scheduling.
+    Sorting (in the engine) makes results independent of its parallel scheduling. The result goes
+    through Arrow directly: Ibis's own ``to_pandas`` costs about half the query time again on
+    large results.
     """
-    df = expr.to_pandas()
-    if index is not None and index in df.columns:
-        df = df.sort_values(index, kind="stable").set_index(index)
-    return df
+    if index is not None and index in expr.columns:
+        return expr.order_by(index).to_pyarrow().to_pandas().set_index(index)
+    return expr.to_pyarrow().to_pandas()
 
 
 def as_timestamp(value: str | date | datetime | pd.Timestamp | None) -> pd.Timestamp | None:
