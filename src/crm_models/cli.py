@@ -118,8 +118,13 @@ def data_validate(
     }
     for name, path in given.items():
         if path is not None:
-            mapping = sources[name].columns if name in sources else {}
-            sources[name] = TableSource(path=str(path), columns=mapping)
+            # a path on the command line replaces the config's path but keeps its mapping/options
+            base = sources.get(name)
+            sources[name] = (
+                base.model_copy(update={"path": str(path), "format": "auto"})
+                if base is not None
+                else TableSource(path=str(path))
+            )
     if not sources:
         raise CrmModelsError("nothing to validate: give at least one table, e.g. --transactions FILE")
     report = validate_tables(load_tables(sources), observation_end=obs_end)

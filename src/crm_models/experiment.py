@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
 
 from crm_models import tracking
 from crm_models.config import ExperimentConfig
@@ -34,6 +35,8 @@ class ExperimentData:
     observation_end: pd.Timestamp
     ground_truth: dict[str, Any] | None = None
     source_dir: Path | None = None
+    progress: Callable[[str], None] = field(default=lambda stage: None, repr=False)
+    """Tasks call this with the name of each stage they start (drives the progress bar)."""
 
 
 @dataclass
@@ -105,16 +108,28 @@ def run_experiment(config: ExperimentConfig, progress: bool = True) -> RunResult
         raise ConfigError(f"task: unknown task {config.task!r}; known tasks: {sorted(TASKS)}")
     np.random.seed(config.seed)  # libraries that draw from the global generator stay reproducible
     started = time.perf_counter()
-    data = load_data(config)
-    fingerprint = tracking.data_fingerprint(data.tables)
-    with tracking.start_run(config) as run:
-        tracking.log_provenance(config, fingerprint)
-        artifacts = TASKS[config.task](config, data)
-        artifacts.metrics["runtime_seconds"] = time.perf_counter() - started
-        tracking.log_artifacts(artifacts, salt=tracking.id_salt())
-        return RunResult(
-            run.info.run_id, run.info.experiment_id, dict(artifacts.metrics), artifacts
-        )
+    with tqdm(
+        total=None, desc=config.name, bar_format="{desc}: {n} stages, {elapsed}", disable=not progress,
+        leave=False,
+    ) as bar:
+
+        def stage(name: str) -> None:
+            bar.set_description_str(f"{config.name}: {name}")
+            bar.update(1)
+
+        stage("loading and validating data")
+        data = load_data(config)
+        data.progress = stage
+        fingerprint = tracking.data_fingerprint(data.tables)
+        with tracking.start_run(config) as run:
+            tracking.log_provenance(config, fingerprint)
+            artifacts = TASKS[config.task](config, data)
+            stage("logging to MLflow")
+            artifacts.metrics["runtime_seconds"] = time.perf_counter() - started
+            tracking.log_artifacts(artifacts, salt=tracking.id_salt())
+            return RunResult(
+                run.info.run_id, run.info.experiment_id, dict(artifacts.metrics), artifacts
+            )
 
 
 # --------------------------------------------------------------------------- tasks
@@ -143,6 +158,7 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
     fc = config.features
     cutoff = resolve_cutoff(config, data)
     tables = data.tables
+    data.progress(f"building features at {cutoff.date()}")
     feats = F.customer_features(
         tables["transactions"], cutoff, customers=tables.get("customers"),
         tickets=tables.get("tickets"), window_days=fc.window_days,
@@ -178,8 +194,10 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
     except TypeError as exc:
         raise ConfigError(f"model.params: {exc}") from None
     pipe = SurvivalPipeline(estimator, features=feature_cols)
+    data.progress(f"fitting {config.model.name} on {len(train):,} customers")
     pipe.fit(train[feature_cols], train["duration_days"], train["event"])
 
+    data.progress(f"evaluating on {len(test):,} held-out customers")
     risk_test = pipe.predict_risk(test[feature_cols])
     risk_train = pipe.predict_risk(train[feature_cols])
     metrics: dict[str, float] = {
