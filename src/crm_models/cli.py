@@ -79,7 +79,9 @@ def run(
     typer.echo("")
     typer.echo(f"{'metric':<{width}}  value")
     for key in sorted(result.metrics):
-        typer.echo(f"{key:<{width}}  {result.metrics[key]:.4f}")
+        value = result.metrics[key]
+        text = f"{value:,.0f}" if float(value).is_integer() else f"{value:.4f}"
+        typer.echo(f"{key:<{width}}  {text}")
     typer.echo("")
     typer.echo(f"run id: {result.run_id}")
     typer.echo(f"tracking: {resolve_tracking_uri(cfg)} (experiment {cfg.tracking.experiment or cfg.name})")

@@ -109,7 +109,8 @@ def run_experiment(config: ExperimentConfig, progress: bool = True) -> RunResult
     np.random.seed(config.seed)  # libraries that draw from the global generator stay reproducible
     started = time.perf_counter()
     with tqdm(
-        total=None, desc=config.name, bar_format="{desc}: {n} stages, {elapsed}", disable=not progress,
+        total=None, desc=config.name, bar_format="{desc} [{elapsed}]",
+        disable=None if progress else True,  # None: only on a terminal, not in CI logs
         leave=False,
     ) as bar:
 

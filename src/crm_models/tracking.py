@@ -72,6 +72,8 @@ def resolve_tracking_uri(config: ExperimentConfig | None = None) -> str:
 
 
 def _quiet_mlflow() -> None:
+    # MLflow's own artifact progress bars would interleave with ours
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # alembic prints every schema migration on first use of a new SQLite store
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,406 @@
+"""SHAP for the survival churn models: why each customer's predicted risk is what it is.
+
+Owns :class:`Explanation`, :func:`explain_survival` (one entry point for every churn model),
+:func:`top_reasons` (each customer's strongest risk drivers) and the beeswarm / bar plots.
+
+Attributions are on the model's input features (after preprocessing) and are additive in the
+model's ``predict_risk`` (higher = leaves sooner): ``base_value + values.sum(axis=1) == risk``.
+
+- Linear models (Cox, Weibull / log-normal AFT), which expose ``risk_coefficients_``: exact
+  ``coef * (x - mean(background x))``.
+- XGBoost: TreeSHAP from xgboost's own ``pred_contribs`` (last column = bias), times
+  ``risk_sign_``, so contributions are in log hazard (cox) or minus log time (aft).
+- Anything else (scikit-survival forests and boosting, which shap's TreeExplainer rejects):
+  permutation SHAP on ``predict_risk`` against a small background, on a bounded random sample; the
+  result says so (``is_sample``, ``n_rows`` of ``n_population``, ``seconds``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # plots are files for MLflow, never windows
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from crm_models.errors import ConfigError, ModelInputError  # noqa: E402
+
+METHOD_LINEAR = "linear-exact"
+METHOD_XGBOOST = "tree-shap (xgboost pred_contribs)"
+METHOD_SHAP_TREE = "tree-shap (shap TreeExplainer)"
+METHOD_PERMUTATION = "permutation (sample)"
+
+_METHODS = ("auto", "linear", "xgboost", "shap-tree", "permutation")
+
+
+@dataclass
+class Explanation:
+    """SHAP values of a churn model's ``predict_risk`` for a set of customers.
+
+    ``values`` and ``data`` are (n_rows, n_features) on the model's input features, indexed like
+    the explained rows of X. ``raw_data`` holds the same customers' features before preprocessing
+    (pipelines only), so reasons can quote values in their own units.
+    """
+
+    values: pd.DataFrame
+    base_value: float
+    data: pd.DataFrame
+    method: str
+    n_rows: int
+    n_population: int
+    seconds: float
+    is_sample: bool
+    raw_data: pd.DataFrame | None = None
+
+    @property
+    def title(self) -> str:
+        """How the values were computed, and on how many customers."""
+        if self.is_sample:
+            return (
+                f"{self.method}: sample of {self.n_rows:,} of {self.n_population:,} customers"
+                f" ({self.seconds:.1f} s)"
+            )
+        return f"{self.method}: {self.n_rows:,} customers"
+
+
+def explain_survival(
+    pipeline_or_model: Any,
+    X: pd.DataFrame,
+    background: pd.DataFrame | None = None,
+    max_sample: int = 500,
+    seed: int = 0,
+    method: str = "auto",
+    n_background: int = 100,
+    max_evals: int = 500,
+) -> Explanation:
+    """SHAP values of ``predict_risk`` for the customers in ``X``.
+
+    Parameters
+    ----------
+    pipeline_or_model : a fitted ``SurvivalPipeline`` (X holds raw features) or a fitted survival
+        model (X holds its input features). A bare ``xgboost.Booster`` with a ``survival:cox`` or
+        ``survival:aft`` objective is accepted too.
+    X : customers to explain, in the same form as for ``predict_risk``.
+    background : reference customers (the training data, same form as X) whose mean prediction
+        is ``base_value``; defaults to X. Unused by TreeSHAP, which takes it from the trees.
+    max_sample : permutation only: at most this many customers of X are explained (seeded sample).
+    seed : seeds the sample, the background subsample and the permutations.
+    method : ``"auto"`` (linear if the model has ``risk_coefficients_``, xgboost if it has
+        ``booster_``, else permutation), or force ``"linear"``, ``"xgboost"``, ``"shap-tree"``
+        (shap's TreeExplainer on the booster) or ``"permutation"``.
+    n_background : permutation only: background rows (a seeded random subsample).
+    max_evals : permutation only: model evaluations per customer (raised to ``2 * n_features + 1``
+        if lower, one forward-and-back permutation); each costs ``n_background`` predictions.
+    """
+    if method not in _METHODS:
+        raise ConfigError(f"unknown SHAP method {method!r}; choose one of {list(_METHODS)}")
+    if not isinstance(X, pd.DataFrame):
+        raise ModelInputError(f"X must be a pandas DataFrame of customers, got {type(X).__name__}")
+    if len(X) == 0:
+        raise ModelInputError("X has no rows: there is no customer to explain")
+    if max_sample < 1:
+        raise ConfigError(f"max_sample must be at least 1, got {max_sample}")
+
+    start = time.perf_counter()
+    model, to_model_input = _unwrap(pipeline_or_model)
+    if method == "auto":
+        if hasattr(model, "risk_coefficients_"):
+            method = "linear"
+        elif _is_booster(model) or hasattr(model, "booster_"):
+            method = "xgboost"
+        else:
+            method = "permutation"
+
+    n_population = len(X)
+    rng = np.random.default_rng(seed)
+    is_sample = method == "permutation" and n_population > max_sample
+    if is_sample:
+        X_explained = X.iloc[np.sort(rng.choice(n_population, size=max_sample, replace=False))]
+    else:
+        X_explained = X
+    Xm = to_model_input(X_explained)
+
+    if method == "linear":
+        bg = Xm if background is None else to_model_input(background)
+        values, base, data, label = _linear(model, Xm, bg)
+    elif method in ("xgboost", "shap-tree"):
+        values, base, data, label = _tree(model, Xm, use_shap=method == "shap-tree")
+    else:
+        # the background stands for the whole population, not for the explained sample;
+        # subsample before preprocessing so a million-row X costs nothing here
+        bg_raw = X if background is None else background
+        if len(bg_raw) > n_background:
+            bg_raw = bg_raw.iloc[np.sort(rng.choice(len(bg_raw), n_background, replace=False))]
+        values, base, data, label = _permutation(
+            model, Xm, to_model_input(bg_raw), max_evals, seed
+        )
+
+    raw = X_explained if to_model_input is not _as_frame else None
+    return Explanation(
+        values=values,
+        base_value=base,
+        data=data,
+        method=label,
+        n_rows=len(values),
+        n_population=n_population,
+        seconds=time.perf_counter() - start,
+        is_sample=is_sample,
+        raw_data=raw,
+    )
+
+
+def top_reasons(expl: Explanation, k: int = 3) -> pd.DataFrame:
+    """Each customer's ``k`` largest contributions to risk, largest first.
+
+    One row per customer and rank: ``customer_id`` (the index of X), ``rank`` (1 = strongest push
+    towards leaving), ``feature``, ``value`` and ``contribution``. ``value`` is in the feature's own
+    units when the explanation carries raw data with that column (numeric features of a
+    pipeline), else the model-input value (a one-hot 0/1, a missing indicator). A customer with
+    fewer than ``k`` risk-raising features gets its least risk-lowering ones at the bottom ranks
+    (negative contributions).
+    """
+    values = expl.values.to_numpy(dtype=float)
+    n, n_features = values.shape
+    k = min(int(k), n_features)
+    if k < 1:
+        raise ConfigError(f"k must be at least 1, got {k}")
+    features = np.asarray(expl.values.columns, dtype=object)
+    # stable on -values: ties keep column order, so the table is deterministic
+    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    shown = _display_values(expl)
+    return pd.DataFrame(
+        {
+            "customer_id": np.repeat(expl.values.index.to_numpy(), k),
+            "rank": np.tile(np.arange(1, k + 1), n),
+            "feature": features[order].ravel(),
+            "value": np.take_along_axis(shown, order, axis=1).ravel(),
+            "contribution": np.take_along_axis(values, order, axis=1).ravel(),
+        }
+    )
+
+
+def plot_beeswarm(expl: Explanation, max_display: int = 15) -> plt.Figure:
+    """shap's beeswarm: one dot per customer and feature, coloured by the feature's value."""
+    n_shown = min(max_display, expl.values.shape[1])
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.42 * n_shown))
+    shap = _shap()
+    shap.plots.beeswarm(
+        _to_shap(expl), max_display=max_display, ax=ax, show=False, plot_size=None
+    )
+    _decorate(fig, ax, expl, "contribution to predicted risk (higher = leaves sooner)")
+    return fig
+
+
+def plot_bar(expl: Explanation, max_display: int = 15) -> plt.Figure:
+    """shap's bar plot of the mean absolute contribution of each feature."""
+    n_shown = min(max_display, expl.values.shape[1])
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.42 * n_shown))
+    _shap().plots.bar(_to_shap(expl), max_display=max_display, ax=ax, show=False)
+    _decorate(fig, ax, expl, "mean |contribution to predicted risk|")
+    return fig
+
+
+# --- methods ---------------------------------------------------------------------------------
+
+
+def _linear(
+    model: Any, Xm: pd.DataFrame, bg: pd.DataFrame
+) -> tuple[pd.DataFrame, float, pd.DataFrame, str]:
+    coef = getattr(model, "risk_coefficients_", None)
+    if coef is None:
+        raise ModelInputError(
+            f"{type(model).__name__} is not a linear model (no risk_coefficients_); "
+            "use method='auto'"
+        )
+    coef = pd.Series(coef, dtype=float)
+    missing = [c for c in coef.index if c not in Xm.columns]
+    if missing:
+        raise ModelInputError(f"X lacks the model's feature(s) {missing}")
+    cols = list(coef.index)
+    x = Xm[cols].to_numpy(dtype=float)
+    b = bg[cols].to_numpy(dtype=float)
+    beta = coef.to_numpy()
+    # Independent-features SHAP of a linear function: each feature's term minus its mean term.
+    values = (x - b.mean(axis=0)) * beta
+    # The mean prediction over the background equals mean(x_bg) @ beta + const, so the
+    # attributions add up to predict_risk without knowing how the model centres its constant.
+    base = float(np.mean(model.predict_risk(bg)))
+    _check_additive(model, Xm, base, values)
+    return (
+        pd.DataFrame(values, index=Xm.index, columns=cols),
+        base,
+        Xm[cols],
+        METHOD_LINEAR,
+    )
+
+
+def _tree(
+    model: Any, Xm: pd.DataFrame, use_shap: bool
+) -> tuple[pd.DataFrame, float, pd.DataFrame, str]:
+    booster, sign = _booster_and_sign(model)
+    data, dmatrix = _booster_input(model, booster, Xm)
+    if use_shap:
+        # For xgboost with tree_path_dependent, shap 0.51 calls the same C++ TreeSHAP inside
+        # xgboost (pred_contribs) and then re-predicts to check additivity: this path measures
+        # and checks shap's wrapper, not an independent algorithm.
+        explainer = _shap().TreeExplainer(booster)
+        contribs = np.asarray(explainer.shap_values(dmatrix), dtype=float)
+        bias = float(np.ravel(explainer.expected_value)[0])
+        label = METHOD_SHAP_TREE
+    else:
+        out = np.asarray(
+            booster.predict(dmatrix, pred_contribs=True, validate_features=False), dtype=float
+        )
+        contribs, bias = out[:, :-1], float(out[0, -1])
+        label = METHOD_XGBOOST
+    values = pd.DataFrame(sign * contribs, index=Xm.index, columns=list(data.columns))
+    return values, sign * bias, data, label
+
+
+def _permutation(
+    model: Any,
+    Xm: pd.DataFrame,
+    bg: pd.DataFrame,
+    max_evals: int,
+    seed: int,
+) -> tuple[pd.DataFrame, float, pd.DataFrame, str]:
+    shap = _shap()
+    predict = _risk_function(model)
+    cols = list(Xm.columns)
+
+    def f(a: np.ndarray) -> np.ndarray:
+        return np.asarray(predict(pd.DataFrame(a, columns=cols)), dtype=float)
+
+    masker = shap.maskers.Independent(bg[cols].to_numpy(dtype=float), max_samples=len(bg))
+    explainer = shap.PermutationExplainer(f, masker, seed=seed)
+    evals = max(int(max_evals), 2 * len(cols) + 1)
+    result = explainer(Xm.to_numpy(dtype=float), max_evals=evals, silent=True)
+    values = pd.DataFrame(np.asarray(result.values, dtype=float), index=Xm.index, columns=cols)
+    base = float(np.ravel(result.base_values)[0])
+    return values, base, Xm, METHOD_PERMUTATION
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _unwrap(obj: Any) -> tuple[Any, Any]:
+    """(model, raw X -> model input) for a pipeline or a bare model."""
+    if hasattr(obj, "model_") and hasattr(obj, "transform"):
+        def to_model_input(X: pd.DataFrame) -> pd.DataFrame:
+            return _as_frame(obj.transform(X), X.index)
+
+        return obj.model_, to_model_input
+    if not (_is_booster(obj) or hasattr(obj, "predict_risk")):
+        raise ModelInputError(
+            f"cannot explain a {type(obj).__name__}: pass a fitted SurvivalPipeline or a "
+            "survival model with predict_risk"
+        )
+    return obj, _as_frame
+
+
+def _as_frame(X: Any, index: pd.Index | None = None) -> pd.DataFrame:
+    out = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X)
+    if index is not None and not out.index.equals(index):
+        out = out.set_axis(index, axis=0)
+    return out
+
+
+def _is_booster(obj: Any) -> bool:
+    return type(obj).__name__ == "Booster" and type(obj).__module__.startswith("xgboost")
+
+
+def _booster_and_sign(model: Any) -> tuple[Any, float]:
+    """The xgboost Booster and the sign turning its margin into risk (+1 cox, -1 aft)."""
+    if _is_booster(model):
+        objective = json.loads(model.save_config())["learner"]["objective"]["name"]
+        if objective == "survival:cox":
+            return model, 1.0
+        if objective == "survival:aft":
+            return model, -1.0  # margin = log time: a longer predicted life is a lower risk
+        raise ModelInputError(f"booster objective {objective!r} is not a survival objective")
+    booster = getattr(model, "booster_", None)
+    if booster is None:
+        raise ModelInputError(
+            f"{type(model).__name__} has no xgboost booster_: TreeSHAP needs an XGBSurvival model"
+        )
+    return booster, float(model.risk_sign_)
+
+
+def _booster_input(model: Any, booster: Any, Xm: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
+    """The features the booster reads, as a float frame (for display) and as its DMatrix."""
+    import xgboost as xgb
+
+    if hasattr(model, "to_dmatrix"):
+        # XGBSurvival: its own conversion (float32, sanitised feature names, fitted columns)
+        data = model._input(Xm)
+        return data.set_axis(Xm.index, axis=0), model.to_dmatrix(Xm)
+    data = Xm.astype(float)
+    names = booster.feature_names
+    if names is not None:
+        missing = [c for c in names if c not in data.columns]
+        if missing:
+            raise ModelInputError(f"X lacks the booster's feature(s) {missing}")
+        data = data[list(names)]
+    return data, xgb.DMatrix(data)
+
+
+def _risk_function(model: Any) -> Any:
+    if _is_booster(model):
+        booster, sign = _booster_and_sign(model)
+        return lambda X: sign * booster.predict(_booster_input(model, booster, X)[1], output_margin=True)
+    return model.predict_risk
+
+
+def _check_additive(model: Any, Xm: pd.DataFrame, base: float, values: np.ndarray) -> None:
+    """Guard the linear contract on a few rows: a violated one is a bug, not a user error."""
+    head = slice(0, min(len(Xm), 64))
+    risk = np.asarray(model.predict_risk(Xm.iloc[head]), dtype=float)
+    gap = np.abs(base + values[head].sum(axis=1) - risk)
+    scale = 1.0 + np.abs(risk)
+    if np.any(gap > 1e-6 * scale):
+        raise RuntimeError(
+            f"{type(model).__name__}.predict_risk is not linear in risk_coefficients_ "
+            f"(max gap {gap.max():.3g}); linear SHAP would be wrong"
+        )
+
+
+def _display_values(expl: Explanation) -> np.ndarray:
+    """Feature values for the reasons table: raw units where the raw column exists."""
+    shown = expl.data.reindex(columns=expl.values.columns).to_numpy(dtype=float)
+    raw = expl.raw_data
+    if raw is None:
+        return shown
+    # raw_data holds the explained rows in the same order as values (see explain_survival)
+    for j, col in enumerate(expl.values.columns):
+        if col in raw.columns and pd.api.types.is_numeric_dtype(raw[col]):
+            shown[:, j] = raw[col].to_numpy(dtype=float)
+    return shown
+
+
+def _to_shap(expl: Explanation) -> Any:
+    return _shap().Explanation(
+        values=expl.values.to_numpy(dtype=float),
+        base_values=np.full(len(expl.values), expl.base_value),
+        data=expl.data.reindex(columns=expl.values.columns).to_numpy(dtype=float),
+        feature_names=[str(c) for c in expl.values.columns],
+    )
+
+
+def _decorate(fig: plt.Figure, ax: plt.Axes, expl: Explanation, xlabel: str) -> None:
+    ax.set_title(f"SHAP, {expl.title}", fontsize=11)
+    ax.set_xlabel(xlabel)
+    fig.tight_layout()
+
+
+def _shap() -> Any:
+    # shap imports numba and takes seconds: load it only when explaining
+    import shap
+
+    return shap
