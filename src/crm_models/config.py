@@ -97,6 +97,14 @@ class EvaluationConfig(_Strict):
     horizons_days: list[int] = Field(default_factory=lambda: [90, 180])
 
 
+class ExplainConfig(_Strict):
+    enabled: bool = True
+    max_sample: int = Field(500, ge=10)
+    """Model-agnostic (permutation) SHAP explains at most this many held-out customers."""
+    top_k: int = Field(3, ge=1)
+    """Reasons per customer in the reasons table."""
+
+
 class TrackingConfig(_Strict):
     experiment: str | None = None
     """MLflow experiment name; defaults to the config's ``name``."""
@@ -121,6 +129,7 @@ class ExperimentConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     def resolved_yaml(self) -> str:

@@ -212,13 +212,8 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
     for h in config.evaluation.horizons_days:
         p = pipe.predict_churn_probability(test[feature_cols], h)
         metrics[f"mean_churn_probability_{h}d"] = float(np.mean(p))
-    if data.ground_truth is not None and fc.churn == "noncontractual":
-        from crm_models.data.synthetic import oracle_churn_risk
-
-        oracle = oracle_churn_risk(
-            data.ground_truth, tables["transactions"], cutoff, fc.horizon_days,
-            fc.inactivity_days, seed=config.seed,
-        )
+    if data.ground_truth is not None:
+        oracle = _oracle_risk(config, data, cutoff)
         metrics["oracle_c_index"] = harrell_c_index(
             test["duration_days"], test["event"], oracle.reindex(test.index).to_numpy()
         )
@@ -253,4 +248,27 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
         tables=tables_out,
         customer_tables={"tables/feature_sample.csv": sample.join(pred)},
         model=model,
+    )
+
+
+def _oracle_risk(config: ExperimentConfig, data: ExperimentData, cutoff: pd.Timestamp) -> pd.Series:
+    """The simulator's true risk at the cutoff, for the configured churn definition.
+
+    Contractual churn is the latent dropout itself, whose hazard is constant after the complaint
+    window: the true hazard ranks customers perfectly in expectation. Inactivity churn also
+    depends on purchase timing: the simulator scores it from the true rates (see
+    ``oracle_churn_risk``).
+    """
+    from crm_models.data.synthetic import oracle_churn_risk
+
+    gt = data.ground_truth
+    assert gt is not None
+    if config.features.churn == "contractual":
+        truth = pd.DataFrame(gt["customers"]).set_index("customer_id")
+        return np.log(truth["dropout_hazard"].astype(float))
+    data.progress("scoring the simulator's oracle")
+    fc = config.features
+    return oracle_churn_risk(
+        gt, data.tables["transactions"], cutoff, fc.horizon_days, fc.inactivity_days,
+        seed=config.seed,
     )
