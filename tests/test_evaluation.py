@@ -75,12 +75,16 @@ def true_c_indices() -> tuple[float, float]:
     def weights(xi, xj):
         a, b = BASE_RATE * np.exp(xi), BASE_RATE * np.exp(xj)
         uno = a / (a + b) * (1 - np.exp(-(a + b) * H))
-        harrell = (a[..., None] * np.exp(-(a + b)[..., None] * t) * (1 - t / CENSOR_MAX) ** 2 * wt).sum(-1)
+        harrell = (
+            a[..., None] * np.exp(-(a + b)[..., None] * t) * (1 - t / CENSOR_MAX) ** 2 * wt
+        ).sum(-1)
         return uno, harrell
 
     uno_c, har_c = weights((S + D) / 2, (S - D) / 2)  # the riskier customer churns first
     uno_d, har_d = weights((S - D) / 2, (S + D) / 2)
-    return (W * uno_c).sum() / (W * (uno_c + uno_d)).sum(), (W * har_c).sum() / (W * (har_c + har_d)).sum()
+    return (W * uno_c).sum() / (W * (uno_c + uno_d)).sum(), (W * har_c).sum() / (
+        W * (har_c + har_d)
+    ).sum()
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +105,10 @@ def sim():
         return survival_metrics(d_train, e_train, d, e, risk, predict, [90, 180])
 
     return {
-        "train": (d_train, e_train), "test": (d, e), "x": x, "rate": rate,
+        "train": (d_train, e_train),
+        "test": (d, e),
+        "x": x,
+        "rate": rate,
         "true": run(x, exp_survival(rate)),
         "random": run(noise, exp_survival(BASE_RATE * np.exp(noise))),
         "halved": run(x, halved),
@@ -118,7 +125,9 @@ def test_harrell_c_from_sksurv_equals_lifelines_without_tied_times(sim):
     assert len(np.unique(d)) == len(d)
     noisy = sim["x"][keep] + np.random.default_rng(0).normal(size=len(d))
     for risk in (sim["x"][keep], noisy):
-        assert concordance_index_censored(e, d, risk)[0] == pytest.approx(harrell_c_index(d, e, risk), abs=1e-9)
+        assert concordance_index_censored(e, d, risk)[0] == pytest.approx(
+            harrell_c_index(d, e, risk), abs=1e-9
+        )
 
 
 def test_c_indices_of_true_risk_match_closed_form(sim):
@@ -142,14 +151,20 @@ def test_time_dependent_auc_is_informative_for_true_risk_and_half_for_noise(sim)
 def test_calibration_error_near_zero_for_true_probabilities_and_large_when_halved(sim):
     d, e = sim["test"]
     table = calibration_table(d, e, 1 - np.exp(-sim["rate"] * JUST_BELOW_H), JUST_BELOW_H)
-    assert calibration_error(table) == pytest.approx(sim["true"]["calibration_error_180d"], abs=1e-12)
-    # a calibrated model still misses by the Kaplan-Meier sampling error, E|N(0, se)| = 0.8 se per bin
+    assert calibration_error(table) == pytest.approx(
+        sim["true"]["calibration_error_180d"], abs=1e-12
+    )
+    # a calibrated model still misses by the Kaplan-Meier sampling error: E|N(0, se)| = 0.8 se
     se = (table["observed_upper"] - table["observed_lower"]) / (2 * 1.96)
     sampling = float(np.average(se * np.sqrt(2 / np.pi), weights=table["n"]))
     for h in (90, 180):
         assert sim["true"][f"calibration_error_{h}d"] < 2 * sampling
-        assert sim["halved"][f"calibration_error_{h}d"] > max(0.15, 5 * sim["true"][f"calibration_error_{h}d"])
-    covered = (table["observed_lower"] <= table["predicted"]) & (table["predicted"] <= table["observed_upper"])
+        assert sim["halved"][f"calibration_error_{h}d"] > max(
+            0.15, 5 * sim["true"][f"calibration_error_{h}d"]
+        )
+    covered = (table["observed_lower"] <= table["predicted"]) & (
+        table["predicted"] <= table["observed_upper"]
+    )
     assert covered.sum() >= 8
 
 
@@ -159,6 +174,18 @@ def test_integrated_brier_score_of_true_model_beats_kaplan_meier(sim):
     assert true["brier_90d"] < km["brier_90d"] and true["brier_180d"] < km["brier_180d"]
     # the covariate-free predictor ranks nobody
     assert km["auc_90d"] == pytest.approx(0.5) and km["mean_auc"] == pytest.approx(0.5)
+
+
+def test_auc_depends_only_on_the_ranking_even_for_tiny_churn_probabilities(sim):
+    (d_train, e_train), (d, e) = sim["train"], sim["test"]
+    # P(churn) ~ 1e-9: differences below sksurv's absolute tie tolerance (1e-8) if scored raw
+    tiny = survival_metrics(
+        d_train, e_train, d, e, sim["x"], exp_survival(sim["rate"] * 1e-9), [90, 180]
+    )
+    for key in ("auc_90d", "auc_180d"):
+        assert tiny[key] == pytest.approx(sim["true"][key], abs=1e-12)
+    # at the earliest grid days S = 1 - 1e-13 keeps only ~3 digits of the hazard in float64
+    assert tiny["mean_auc"] == pytest.approx(sim["true"]["mean_auc"], abs=1e-5)
 
 
 def test_horizon_at_administrative_censoring_is_evaluated_just_below_it(sim):
@@ -178,7 +205,9 @@ def test_metrics_inside_the_window_equal_scikit_survival_direct_calls(sim):
     x, rate = sim["x"], sim["rate"]
     m = survival_metrics(d_train, e_train, d, e, x, exp_survival(rate), [30, 90])
     assert m["eval_time_30d"] == 30 and m["eval_time_90d"] == 90
-    assert m["uno_c_index"] == pytest.approx(concordance_index_ipcw(train, test, x, tau=90)[0], abs=1e-12)
+    assert m["uno_c_index"] == pytest.approx(
+        concordance_index_ipcw(train, test, x, tau=90)[0], abs=1e-12
+    )
     # proportional hazards: the cumulative hazard at t ranks customers exactly like x
     auc, _ = cumulative_dynamic_auc(train, test, x, [30, 90])
     assert [m["auc_30d"], m["auc_90d"]] == pytest.approx(auc, abs=1e-12)
@@ -214,7 +243,10 @@ def test_calibration_table_without_censoring_is_the_event_share_per_decile():
     bins = np.argsort(np.argsort(p)) // 100
     share = [np.mean(d[bins == b] <= 40.0) for b in range(10)]
     np.testing.assert_allclose(table["observed"], share, atol=1e-12)
-    assert ((table["observed_lower"] <= table["observed"]) & (table["observed"] <= table["observed_upper"])).all()
+    assert (
+        (table["observed_lower"] <= table["observed"])
+        & (table["observed"] <= table["observed_upper"])
+    ).all()
 
 
 def test_calibration_observed_and_ci_match_lifelines_kaplan_meier():
@@ -226,8 +258,12 @@ def test_calibration_observed_and_ci_match_lifelines_kaplan_meier():
     lowest = np.argsort(p, kind="stable")[:100]
     kmf = KaplanMeierFitter().fit(d[lowest], e[lowest])
     ci = kmf.confidence_interval_survival_function_.asof(60.0).to_numpy()  # exponential Greenwood
-    assert table.loc[1, "observed"] == pytest.approx(1 - kmf.survival_function_at_times(60.0).iloc[0], abs=1e-12)
-    assert table.loc[1, ["observed_lower", "observed_upper"]].tolist() == pytest.approx(1 - ci[::-1], abs=1e-9)
+    assert table.loc[1, "observed"] == pytest.approx(
+        1 - kmf.survival_function_at_times(60.0).iloc[0], abs=1e-12
+    )
+    assert table.loc[1, ["observed_lower", "observed_upper"]].tolist() == pytest.approx(
+        1 - ci[::-1], abs=1e-9
+    )
 
 
 def test_bins_without_follow_up_to_the_horizon_are_undefined_and_skipped():
@@ -242,6 +278,17 @@ def test_bins_without_follow_up_to_the_horizon_are_undefined_and_skipped():
     assert calibration_error(table) == pytest.approx(0.1)
 
 
+def test_horizon_before_the_first_churn_gives_nan_discrimination_not_a_crash():
+    rng = np.random.default_rng(4)
+    d = np.r_[rng.uniform(50, 100, 20), rng.uniform(5, 100, 20)]
+    e = np.r_[np.ones(20), np.zeros(20)]
+    x = rng.normal(size=40)
+    m = survival_metrics(d, e, d, e, x, lambda t: np.exp(-np.outer(np.ones(40), t) / 100), [20])
+    assert np.isnan(m["auc_20d"]) and np.isnan(m["uno_c_index"]) and np.isnan(m["mean_auc"])
+    assert np.isfinite(m["c_index"]) and np.isfinite(m["brier_20d"])
+    assert m["calibration_error_20d"] == pytest.approx(1 - np.exp(-0.2))  # nobody churned by day 20
+
+
 @pytest.mark.parametrize(
     ("change", "error", "match"),
     [
@@ -250,7 +297,11 @@ def test_bins_without_follow_up_to_the_horizon_are_undefined_and_skipped():
         ({"train_duration": np.r_[-1.0, np.ones(49)]}, DataError, "negative"),
         ({"risk": np.ones(49)}, DataError, "risk has 49"),
         ({"predict_survival": lambda t: np.ones((50, 1))}, DataError, "shape"),
-        ({"predict_survival": lambda t: np.full((50, len(t)), 1.5)}, DataError, r"outside \[0, 1\]"),
+        (
+            {"predict_survival": lambda t: np.full((50, len(t)), 1.5)},
+            DataError,
+            r"outside \[0, 1\]",
+        ),
         ({"horizons": []}, ConfigError, "positive"),
         ({"horizons": [-30]}, ConfigError, "positive"),
     ],
@@ -258,9 +309,12 @@ def test_bins_without_follow_up_to_the_horizon_are_undefined_and_skipped():
 def test_degenerate_inputs_raise_clear_errors(change, error, match):
     rng = np.random.default_rng(0)
     args = {
-        "train_duration": rng.uniform(1, 100, 50), "train_event": rng.integers(0, 2, 50),
-        "test_duration": rng.uniform(1, 100, 50), "test_event": rng.integers(0, 2, 50),
-        "risk": rng.normal(size=50), "predict_survival": lambda t: np.exp(-np.outer(np.ones(50), t) / 100),
+        "train_duration": rng.uniform(1, 100, 50),
+        "train_event": rng.integers(0, 2, 50),
+        "test_duration": rng.uniform(1, 100, 50),
+        "test_event": rng.integers(0, 2, 50),
+        "risk": rng.normal(size=50),
+        "predict_survival": lambda t: np.exp(-np.outer(np.ones(50), t) / 100),
         "horizons": [30],
     }
     with pytest.raises(error, match=match):
@@ -292,7 +346,9 @@ def test_plot_survival_curves_one_line_per_customer(sim):
     assert picks[0] == np.argmin(sim["x"]) and picks[-1] == np.argmax(sim["x"])
     assert np.all(np.diff(sim["x"][picks]) > 0)
     times = np.linspace(0, 180, 60)
-    fig = plot_survival_curves(times, np.exp(-np.outer(sim["rate"][picks], times)), [f"c{i}" for i in range(8)])
+    fig = plot_survival_curves(
+        times, np.exp(-np.outer(sim["rate"][picks], times)), [f"c{i}" for i in range(8)]
+    )
     assert _png(fig).startswith(b"\x89PNG")
     assert len(fig.axes[0].lines) == 8
     assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"c{i}" for i in range(8)]

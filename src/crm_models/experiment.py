@@ -152,7 +152,16 @@ def split_customers(
 def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.RunArtifacts:
     """Survival churn: features at the cutoff, duration/event labels after it, a survival model."""
     from crm_models import features as F
-    from crm_models.evaluation import harrell_c_index, plot_km_by_segment, plot_risk_distribution
+    from crm_models.evaluation import (
+        calibration_table,
+        harrell_c_index,
+        plot_calibration,
+        plot_km_by_segment,
+        plot_risk_distribution,
+        plot_survival_curves,
+        select_customers_by_risk,
+        survival_metrics,
+    )
     from crm_models.models.survival import MODELS, SurvivalPipeline
     from crm_models.serving import churn_package
 
@@ -199,18 +208,24 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
     pipe.fit(train[feature_cols], train["duration_days"], train["event"])
 
     data.progress(f"evaluating on {len(test):,} held-out customers")
-    risk_test = pipe.predict_risk(test[feature_cols])
-    risk_train = pipe.predict_risk(train[feature_cols])
-    metrics: dict[str, float] = {
-        "c_index": harrell_c_index(test["duration_days"], test["event"], risk_test),
-        "c_index_train": harrell_c_index(train["duration_days"], train["event"], risk_train),
-        "n_customers": float(len(frame)),
-        "n_train": float(len(train)),
-        "n_test": float(len(test)),
-        "event_rate": float(frame["event"].mean()),
-    }
-    for h in config.evaluation.horizons_days:
-        p = pipe.predict_churn_probability(test[feature_cols], h)
+    X_test = test[feature_cols]
+    risk_test = pipe.predict_risk(X_test)
+    horizons = config.evaluation.horizons_days
+    metrics: dict[str, float] = survival_metrics(
+        train["duration_days"], train["event"], test["duration_days"], test["event"],
+        risk_test, lambda t: pipe.predict_survival(X_test, t), horizons,
+    )
+    metrics.update(
+        c_index_train=harrell_c_index(
+            train["duration_days"], train["event"], pipe.predict_risk(train[feature_cols])
+        ),
+        n_customers=float(len(frame)),
+        n_train=float(len(train)),
+        n_test=float(len(test)),
+        event_rate=float(frame["event"].mean()),
+    )
+    churn_prob = {h: pipe.predict_churn_probability(X_test, h) for h in horizons}
+    for h, p in churn_prob.items():
         metrics[f"mean_churn_probability_{h}d"] = float(np.mean(p))
     if data.ground_truth is not None:
         oracle = _oracle_risk(config, data, cutoff)
@@ -231,6 +246,22 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
         "plots/risk_distribution.png": plot_risk_distribution(risk_test, test["event"]),
     }
     tables_out: dict[str, pd.DataFrame] = {}
+    for h in horizons:
+        # the horizon actually evaluated (just inside the follow-up) keeps the table honest
+        t_eval = metrics.get(f"eval_time_{h}d", float(h))
+        table = calibration_table(
+            test["duration_days"], test["event"],
+            1.0 - pipe.predict_survival(X_test, [t_eval])[:, 0], t_eval,
+        )
+        tables_out[f"tables/calibration_{h}d.csv"] = table
+        figures[f"plots/calibration_{h}d.png"] = plot_calibration(table, h)
+    picked = select_customers_by_risk(risk_test)
+    grid = np.linspace(0.0, float(fc.horizon_days), 181)
+    figures["plots/survival_curves.png"] = plot_survival_curves(
+        grid, pipe.predict_survival(X_test.iloc[picked], grid),
+        labels=[f"risk percentile {int((risk_test < risk_test[i]).mean() * 100)}" for i in picked],
+        title="Predicted survival of sample held-out customers (from low to high risk)",
+    )
     if hasattr(pipe.model_, "summary"):
         tables_out["tables/coefficients.csv"] = pipe.model_.summary().reset_index()
     sample = frame.loc[test_ids[: config.tracking.feature_sample_rows]]

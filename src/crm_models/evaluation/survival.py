@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from lifelines import KaplanMeierFitter
 from lifelines.utils import concordance_index
+from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import (
     brier_score,
     concordance_index_censored,
@@ -34,7 +35,7 @@ from sksurv.util import Surv
 from crm_models.errors import ConfigError, DataError
 
 SurvivalPredictor = Callable[[np.ndarray], np.ndarray]
-"""``predict_survival(times) -> S`` with ``S[i, j]`` = P(customer i still active at ``times[j]``)."""
+"""``predict_survival(times) -> S``, ``S[i, j]`` = P(customer i still active at ``times[j]``)."""
 
 
 def harrell_c_index(duration: Any, event: Any, risk: Any) -> float:
@@ -60,10 +61,14 @@ def _check_survival(duration: Any, event: Any, name: str) -> tuple[np.ndarray, n
         raise DataError(f"{name}: need at least 2 customers to evaluate, got {len(d)}")
     if not np.isfinite(d).all():
         i = int(np.flatnonzero(~np.isfinite(d))[0])
-        raise DataError(f"{name}: duration has {int((~np.isfinite(d)).sum())} NaN/inf values, e.g. row {i}")
+        raise DataError(
+            f"{name}: duration has {int((~np.isfinite(d)).sum())} NaN/inf values, e.g. row {i}"
+        )
     if (d < 0).any():
         i = int(np.flatnonzero(d < 0)[0])
-        raise DataError(f"{name}: duration has {int((d < 0).sum())} negative values, e.g. row {i}: {d[i]}")
+        raise DataError(
+            f"{name}: duration has {int((d < 0).sum())} negative values, e.g. row {i}: {d[i]}"
+        )
     if not np.isin(e_raw, [0, 1]).all():
         i = int(np.flatnonzero(~np.isin(e_raw, [0, 1]))[0])
         raise DataError(f"{name}: event must be 0/1 (1 = churned), e.g. row {i} has {e_raw[i]!r}")
@@ -99,7 +104,10 @@ def _truncate(test: np.ndarray, limit: float) -> np.ndarray:
 
 
 def evaluation_times(
-    train_duration: Any, train_event: Any, test_duration: Any, test_event: Any,
+    train_duration: Any,
+    train_event: Any,
+    test_duration: Any,
+    test_event: Any,
     horizons: Sequence[float],
 ) -> np.ndarray:
     """The time at which each horizon is evaluated: the horizon, clipped into the defined window.
@@ -179,23 +187,35 @@ def survival_metrics(
     if not np.isfinite(risk).all():
         raise DataError(f"risk has {int((~np.isfinite(risk)).sum())} NaN/inf values")
     if not test["event"].any():
-        raise DataError("test: no customer churned (every one is censored); concordance is undefined")
+        raise DataError(
+            "test: no customer churned (every one is censored); concordance is undefined"
+        )
 
     lo, hi = _window(train, test)
     eval_t = _clip_horizons(horizons, lo, hi)
     test_t = _truncate(test, hi)
     events = test_t["time"][test_t["event"]]
     if events.size == 0:
-        raise DataError(f"test: no customer churned before day {hi:g}, where the metrics are defined")
+        raise DataError(
+            f"test: no customer churned before day {hi:g}, where the metrics are defined"
+        )
     first_event, t_max = float(events.min()), float(eval_t.max())
 
-    grid = np.unique(np.linspace(first_event, t_max, n_grid)) if t_max > first_event else np.array([])
+    grid = (
+        np.unique(np.linspace(first_event, t_max, n_grid)) if t_max > first_event else np.array([])
+    )
     times = np.unique(np.r_[grid, eval_t])
     surv = _predicted_survival(predict_survival, times, len(test))
 
     out: dict[str, float] = {
-        "c_index": float(concordance_index_censored(test["event"], test["time"], risk)[0]),
-        "uno_c_index": float(concordance_index_ipcw(train, test_t, risk, tau=t_max)[0]),
+        "c_index": _nan_without_pairs(
+            concordance_index_censored, test["event"], test["time"], risk
+        ),
+        "uno_c_index": (
+            _nan_without_pairs(concordance_index_ipcw, train, test_t, risk, tau=t_max)
+            if first_event < t_max  # sksurv raises when nobody churned before tau
+            else float("nan")
+        ),
         "uno_tau": t_max,
     }
 
@@ -203,14 +223,19 @@ def survival_metrics(
     # sksurv treats scores within 1e-8 (absolute) as ties.
     log_cumhaz = np.log(np.maximum(-np.log(np.clip(surv, 1e-300, 1.0)), 1e-300))
     has_case = times >= first_event
-    auc = np.full(len(times), np.nan)
-    auc[has_case], mean_auc = cumulative_dynamic_auc(train, test_t, log_cumhaz[:, has_case], times[has_case])
+    auc, mean_auc = np.full(len(times), np.nan), float("nan")
+    if has_case.any():
+        auc[has_case], mean_auc = cumulative_dynamic_auc(
+            train, test_t, log_cumhaz[:, has_case], times[has_case]
+        )
     out["mean_auc"] = float(mean_auc)
 
     _, brier = brier_score(train, test_t, surv, times)
     on_grid = np.isin(times, grid)
     out["integrated_brier_score"] = (
-        float(integrated_brier_score(train, test_t, surv[:, on_grid], grid)) if len(grid) >= 2 else np.nan
+        float(integrated_brier_score(train, test_t, surv[:, on_grid], grid))
+        if len(grid) >= 2
+        else np.nan
     )
 
     for h, t in zip(horizons, eval_t, strict=True):
@@ -224,16 +249,31 @@ def survival_metrics(
     return out
 
 
-def _predicted_survival(predict_survival: SurvivalPredictor, times: np.ndarray, n: int) -> np.ndarray:
+def _nan_without_pairs(c_index: Callable[..., tuple], *args: Any, **kwargs: Any) -> float:
+    """A concordance, or NaN when no pair is comparable (e.g. no churn before ``tau``)."""
+    try:
+        return float(c_index(*args, **kwargs)[0])
+    except NoComparablePairException:
+        return float("nan")
+
+
+def _predicted_survival(
+    predict_survival: SurvivalPredictor, times: np.ndarray, n: int
+) -> np.ndarray:
     surv = np.asarray(predict_survival(times), dtype=float)
     if surv.shape != (n, len(times)):
         raise DataError(
-            f"predict_survival returned shape {surv.shape}; expected (n_test, n_times) = {(n, len(times))}"
+            f"predict_survival returned shape {surv.shape}; expected (n_test, n_times) = "
+            f"{(n, len(times))}"
         )
     if not np.isfinite(surv).all():
-        raise DataError(f"predict_survival returned {int((~np.isfinite(surv)).sum())} NaN/inf values")
+        raise DataError(
+            f"predict_survival returned {int((~np.isfinite(surv)).sum())} NaN/inf values"
+        )
     if surv.min() < -1e-9 or surv.max() > 1 + 1e-9:
-        raise DataError(f"predict_survival returned values outside [0, 1]: [{surv.min():g}, {surv.max():g}]")
+        raise DataError(
+            f"predict_survival returned values outside [0, 1]: [{surv.min():g}, {surv.max():g}]"
+        )
     return np.clip(surv, 0.0, 1.0)
 
 
@@ -270,11 +310,19 @@ def calibration_table(
         surv, lower, upper = (1.0, 1.0, 1.0) if k < 0 else (s[k], ci[0, k], ci[1, k])
         if horizon > d[m].max() and s[-1] > 0:
             surv = lower = upper = np.nan
-        rows.append({
-            "bin": b + 1, "n": int(m.sum()), "events": int((e[m] & (d[m] <= horizon)).sum()),
-            "p_min": p[m].min(), "p_max": p[m].max(), "predicted": p[m].mean(),
-            "observed": 1.0 - surv, "observed_lower": 1.0 - upper, "observed_upper": 1.0 - lower,
-        })
+        rows.append(
+            {
+                "bin": b + 1,
+                "n": int(m.sum()),
+                "events": int((e[m] & (d[m] <= horizon)).sum()),
+                "p_min": p[m].min(),
+                "p_max": p[m].max(),
+                "predicted": p[m].mean(),
+                "observed": 1.0 - surv,
+                "observed_lower": 1.0 - upper,
+                "observed_upper": 1.0 - lower,
+            }
+        )
     table = pd.DataFrame(rows).set_index("bin")
     table.attrs["horizon"] = float(horizon)
     return table
@@ -298,17 +346,23 @@ def select_customers_by_risk(risk: Any, n: int = 8) -> np.ndarray:
 
 
 def plot_calibration(table: pd.DataFrame, horizon: float, title: str | None = None) -> plt.Figure:
-    """Observed (Kaplan-Meier, 95% CI) vs predicted churn by ``horizon`` per bin, with the diagonal."""
+    """Observed (Kaplan-Meier, 95% CI) vs predicted churn by ``horizon`` per bin; the diagonal."""
     ok = table["observed"].notna()
     t = table[ok]
     fig, ax = plt.subplots(figsize=(6, 6), layout="constrained")
-    top = float(np.nanmax([t["predicted"].max(), t["observed_upper"].max(), 0.05])) if len(t) else 1.0
+    top = (
+        float(np.nanmax([t["predicted"].max(), t["observed_upper"].max(), 0.05])) if len(t) else 1.0
+    )
     lim = min(1.0, top * 1.08)
     ax.plot([0, lim], [0, lim], ls="--", color="grey", lw=1, label="perfectly calibrated")
     ax.errorbar(
-        t["predicted"], t["observed"],
+        t["predicted"],
+        t["observed"],
         yerr=[t["observed"] - t["observed_lower"], t["observed_upper"] - t["observed"]],
-        fmt="o", ms=6, capsize=3, color="tab:blue",
+        fmt="o",
+        ms=6,
+        capsize=3,
+        color="tab:blue",
         label=f"{len(table)} bins by predicted risk (95% CI)",
     )
     ax.set_xlim(0, lim)
@@ -323,12 +377,14 @@ def plot_calibration(table: pd.DataFrame, horizon: float, title: str | None = No
 
 
 def _below_diagonal(t: pd.DataFrame) -> bool:
-    """Whether most points sit below the diagonal, leaving the upper-left corner free for a legend."""
+    """Whether most points sit below the diagonal, leaving the upper-left corner to a legend."""
     return bool((t["observed"] <= t["predicted"]).mean() >= 0.5) if len(t) else True
 
 
 def plot_survival_curves(
-    times: Any, survival: Any, labels: Sequence[str] | None = None,
+    times: Any,
+    survival: Any,
+    labels: Sequence[str] | None = None,
     title: str = "Predicted survival of sample customers",
 ) -> plt.Figure:
     """Predicted S(t) curves, one per row of ``survival`` (shape (n_customers, len(times))).
@@ -339,8 +395,12 @@ def plot_survival_curves(
     times = np.asarray(times, dtype=float)
     survival = np.atleast_2d(np.asarray(survival, dtype=float))
     if survival.shape[1] != len(times):
-        raise DataError(f"survival has {survival.shape[1]} columns but there are {len(times)} times")
-    labels = list(labels) if labels is not None else [f"customer {i + 1}" for i in range(len(survival))]
+        raise DataError(
+            f"survival has {survival.shape[1]} columns but there are {len(times)} times"
+        )
+    labels = (
+        list(labels) if labels is not None else [f"customer {i + 1}" for i in range(len(survival))]
+    )
     if len(labels) != len(survival):
         raise DataError(f"{len(labels)} labels for {len(survival)} survival curves")
     colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(survival)))
@@ -358,7 +418,10 @@ def plot_survival_curves(
 
 
 def plot_km_by_segment(
-    duration: Any, event: Any, segment: Any, title: str = "Kaplan-Meier by segment",
+    duration: Any,
+    event: Any,
+    segment: Any,
+    title: str = "Kaplan-Meier by segment",
     max_segments: int = 8,
 ) -> plt.Figure:
     """Kaplan-Meier survival curves with 95% confidence bands, one per segment."""
@@ -367,9 +430,9 @@ def plot_km_by_segment(
     fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
     for name in sorted(top, key=str):
         part = df[df["s"] == name]
-        KaplanMeierFitter(label=f"{name} (n={len(part):,})").fit(part["d"], part["e"]).plot_survival_function(
-            ax=ax, ci_show=True
-        )
+        KaplanMeierFitter(label=f"{name} (n={len(part):,})").fit(
+            part["d"], part["e"]
+        ).plot_survival_function(ax=ax, ci_show=True)
     ax.set_xlabel("days since cutoff")
     ax.set_ylabel("share not churned")
     ax.set_title(title)
