@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from lifelines import CoxPHFitter
 from lifelines.datasets import load_rossi
@@ -83,3 +82,33 @@ def test_one_customer_is_refused(rossi):
     X, d, e = rossi
     with pytest.raises(ModelInputError, match="at least 2"):
         CoxPH().fit(X.head(1), d[:1], e[:1])
+
+
+@pytest.mark.parametrize("strata", [None, ["race"]])
+def test_risk_is_linear_in_the_features_for_linear_shap(rossi, strata):
+    X, d, e = rossi
+    m = CoxPH(strata=strata).fit(X, d, e)
+    coef = m.risk_coefficients_
+    assert list(coef.index) == list(X.columns)
+    if strata:
+        assert coef["race"] == 0.0  # a stratum shifts the baseline, not the risk score
+    np.testing.assert_allclose(coef.drop(strata or []), m.coef_[coef.drop(strata or []).index])
+    np.testing.assert_allclose(
+        m.predict_risk(X), X.to_numpy(float) @ coef.to_numpy() + m.risk_intercept_, atol=1e-9
+    )
+
+
+def test_constant_feature_is_dropped_with_a_warning_not_a_convergence_crash(rossi):
+    X, d, e = rossi
+    with pytest.warns(UserWarning, match="constant"):
+        m = CoxPH(penalizer=0.0).fit(X.assign(always=1.0), d, e)
+    ref = CoxPH(penalizer=0.0).fit(X, d, e)
+    np.testing.assert_allclose(m.coef_.to_numpy(), ref.coef_.to_numpy())
+    assert m.risk_coefficients_["always"] == 0.0
+
+
+def test_all_events_fit(rossi):
+    # every customer churned: the partial likelihood is still defined
+    X, d, _ = rossi
+    m = CoxPH().fit(X, d, np.ones(len(d), dtype=int))
+    assert np.isfinite(m.coef_).all()

@@ -5,8 +5,8 @@
 survival time). Subclasses implement ``_fit``, ``predict_risk`` and ``predict_survival``; they read
 prediction inputs through ``_input(X)``.
 
-Shared numerics: the Breslow baseline cumulative hazard (for Cox-type models whose library has none),
-right-continuous step-function evaluation, and the clipping of zero durations for log-time models.
+Shared numerics: the Breslow baseline cumulative hazard (for Cox-type models whose library has
+none), right-continuous step-function evaluation, and clipping zero durations for log-time models.
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ def breslow_cumulative_hazard(
     return event_times, np.cumsum(n_events / at_risk[first_at_risk])
 
 
-def evaluate_step(grid: np.ndarray, values: np.ndarray, times: np.ndarray, before: float) -> np.ndarray:
+def evaluate_step(
+    grid: np.ndarray, values: np.ndarray, times: np.ndarray, before: float
+) -> np.ndarray:
     """Right-continuous step function through ``(grid, values)`` at ``times``.
 
     ``values`` is (len(grid),) or (n, len(grid)); times before ``grid[0]`` get ``before``, times
@@ -119,7 +121,8 @@ class SurvivalEstimator(BaseEstimator):
         """Fit on features ``X``, durations (days) and event indicators (1 = churned)."""
         X, d, e = check_survival_data(X, duration, event)
         non_numeric = [
-            c for c in X.columns
+            c
+            for c in X.columns
             if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))
         ]
         if non_numeric:
@@ -202,10 +205,14 @@ class LinearRiskMixin:
     @property
     def risk_intercept_(self) -> float:
         """The constant of the linear risk: the risk of an all-zero feature row."""
-        zero = pd.DataFrame(np.zeros((1, len(self.feature_names_in_))), columns=self.feature_names_in_)
+        zero = pd.DataFrame(
+            np.zeros((1, len(self.feature_names_in_))), columns=self.feature_names_in_
+        )
         return float(self.predict_risk(zero)[0])  # type: ignore[attr-defined]
 
     def _risk_coefficients(self, coef: pd.Series) -> pd.Series:
-        out = pd.Series(0.0, index=pd.Index(self.feature_names_in_, name="feature"), name="risk_coef")
+        out = pd.Series(
+            0.0, index=pd.Index(self.feature_names_in_, name="feature"), name="risk_coef"
+        )
         out.loc[coef.index] = coef.to_numpy(float)
         return out

@@ -22,7 +22,8 @@ class SurvivalPipeline(BaseEstimator):
     def fit(self, X: pd.DataFrame, duration: Any, event: Any) -> SurvivalPipeline:
         cols = list(self.features) if self.features is not None else list(X.columns)
         X = X[cols]
-        _, d, e = check_survival_data(X.fillna(0), duration, event)
+        # targets only: raw features may hold NaN and categories, preprocessing handles them
+        _, d, e = check_survival_data(pd.DataFrame(index=X.index), duration, event)
         numeric, categorical = split_feature_types(X)
         self.numeric_features_, self.categorical_features_ = numeric, categorical
         self.preprocessor_ = make_preprocessor(numeric, categorical)

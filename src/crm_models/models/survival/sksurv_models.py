@@ -46,8 +46,8 @@ class RandomSurvivalForest(SurvivalEstimator):
         max_depth: int | None = None,
         min_samples_split: int = 6,
         min_samples_leaf: int = 3,
-        max_features: str | int | float | None = "sqrt",
-        max_samples: int | float | None = None,
+        max_features: str | float | None = "sqrt",
+        max_samples: float | None = None,
         n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
@@ -62,9 +62,13 @@ class RandomSurvivalForest(SurvivalEstimator):
 
     def _fit(self, X: pd.DataFrame, duration: np.ndarray, event: np.ndarray) -> None:
         self.sksurv_model_ = _SkRSF(
-            n_estimators=self.n_estimators, max_depth=self.max_depth,
-            min_samples_split=self.min_samples_split, min_samples_leaf=self.min_samples_leaf,
-            max_features=self.max_features, max_samples=self.max_samples, n_jobs=self.n_jobs,
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            min_samples_split=self.min_samples_split,
+            min_samples_leaf=self.min_samples_leaf,
+            max_features=self.max_features,
+            max_samples=self.max_samples,
+            n_jobs=self.n_jobs,
             random_state=self.random_state,
         ).fit(X.to_numpy(float), Surv.from_arrays(event=event, time=duration))
 
@@ -108,7 +112,7 @@ class GradientBoostingSurvival(SurvivalEstimator):
         subsample: float = 1.0,
         min_samples_split: int = 2,
         min_samples_leaf: int = 1,
-        max_features: str | int | float | None = None,
+        max_features: str | float | None = None,
         dropout_rate: float = 0.0,
         random_state: int = 0,
     ) -> None:
@@ -125,10 +129,15 @@ class GradientBoostingSurvival(SurvivalEstimator):
     def _fit(self, X: pd.DataFrame, duration: np.ndarray, event: np.ndarray) -> None:
         Xa = X.to_numpy(float)
         self.sksurv_model_ = _SkGBSA(
-            loss="coxph", n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-            max_depth=self.max_depth, subsample=self.subsample,
-            min_samples_split=self.min_samples_split, min_samples_leaf=self.min_samples_leaf,
-            max_features=self.max_features, dropout_rate=self.dropout_rate,
+            loss="coxph",
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            max_depth=self.max_depth,
+            subsample=self.subsample,
+            min_samples_split=self.min_samples_split,
+            min_samples_leaf=self.min_samples_leaf,
+            max_features=self.max_features,
+            dropout_rate=self.dropout_rate,
             random_state=self.random_state,
         ).fit(Xa, Surv.from_arrays(event=event, time=duration))
         log_risk = self.sksurv_model_.predict(Xa)
@@ -143,5 +152,7 @@ class GradientBoostingSurvival(SurvivalEstimator):
 
     def predict_survival(self, X: pd.DataFrame, times: Any) -> np.ndarray:
         times = np.atleast_1d(np.asarray(times, dtype=float))
-        H0 = evaluate_step(self.baseline_times_, self.baseline_cumulative_hazard_, times, before=0.0)
+        H0 = evaluate_step(
+            self.baseline_times_, self.baseline_cumulative_hazard_, times, before=0.0
+        )
         return np.exp(-np.outer(np.exp(self.predict_risk(X) - self.baseline_log_risk_), H0))

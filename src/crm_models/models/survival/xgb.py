@@ -2,7 +2,8 @@
 
 ``objective="aft"`` (``survival:aft``): the margin m(x) is the predicted log-time and
 log T = m(x) + sigma * eps with eps normal, logistic or extreme-value, so
-S(t | x) = 1 - F((log t - m(x)) / sigma). Censored customers are intervals [T, +inf).
+S(t | x) = 1 - F((log t - m(x)) / sigma). Censored customers are intervals [T, +inf). Boosting
+starts from the intercept-only AFT maximum likelihood (``aft_intercept_``), not xgboost's 0.5 days.
 
 ``objective="cox"`` (``survival:cox``): the margin is a log hazard ratio. xgboost learns no baseline
 hazard, so Breslow's estimator is computed on the training data after boosting:
@@ -24,7 +25,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from scipy.special import expit, ndtr
+from scipy import stats
+from scipy.optimize import minimize_scalar
 
 from crm_models.errors import ConfigError
 from crm_models.models.survival.base import (
@@ -34,13 +36,30 @@ from crm_models.models.survival.base import (
     evaluate_step,
 )
 
-# S(z) = 1 - F(z) for xgboost's AFT noise distributions (xgboost's "extreme" is the minimum
-# Gumbel, F(z) = 1 - exp(-exp(z)), which makes the AFT a Weibull model)
-_AFT_SURVIVAL = {
-    "normal": lambda z: ndtr(-z),
-    "logistic": lambda z: expit(-z),
-    "extreme": lambda z: np.exp(-np.exp(z)),
-}
+# xgboost's AFT noise distributions; its "extreme" is the minimum Gumbel, F(z) = 1 - exp(-exp(z)),
+# which makes the AFT a Weibull model
+_AFT_NOISE = {"normal": stats.norm, "logistic": stats.logistic, "extreme": stats.gumbel_l}
+
+
+def aft_intercept(
+    duration: np.ndarray, event: np.ndarray, distribution: str, sigma: float
+) -> float:
+    """Maximum-likelihood log-time location of the intercept-only AFT model.
+
+    xgboost starts AFT boosting from a fixed ``base_score`` of 0.5 days (margin log 0.5), far from
+    typical log-times; starting from this MLE makes short or heavily regularized ensembles
+    calibrated instead of shrunk towards half a day.
+    """
+    noise = _AFT_NOISE[distribution]
+    log_t = np.log(np.asarray(duration, dtype=float))
+    event = np.asarray(event, dtype=bool)
+
+    def nll(mu: float) -> float:
+        z = (log_t - mu) / sigma
+        return -(noise.logpdf(z[event]).sum() + noise.logsf(z[~event]).sum())
+
+    lo, hi = log_t.min() - 10 * sigma, log_t.max() + 10 * sigma
+    return float(minimize_scalar(nll, bounds=(lo, hi), method="bounded").x)
 
 
 def _xgb_name(name: Any) -> str:
@@ -107,9 +126,9 @@ class _XGBSurvivalBase(SurvivalEstimator):
         if self.n_jobs is not None:
             params["nthread"] = self.n_jobs
         if self.objective == "aft":
-            if self.aft_loss_distribution not in _AFT_SURVIVAL:
+            if self.aft_loss_distribution not in _AFT_NOISE:
                 raise ConfigError(
-                    f"{name}: aft_loss_distribution must be one of {sorted(_AFT_SURVIVAL)}, "
+                    f"{name}: aft_loss_distribution must be one of {sorted(_AFT_NOISE)}, "
                     f"got {self.aft_loss_distribution!r}"
                 )
             params["aft_loss_distribution"] = self.aft_loss_distribution
@@ -120,8 +139,10 @@ class _XGBSurvivalBase(SurvivalEstimator):
         names = [_xgb_name(c) for c in self.model_features_]
         if self.objective == "aft":
             return xgb.DMatrix(
-                X, label_lower_bound=duration,
-                label_upper_bound=np.where(event, duration, np.inf), feature_names=names,
+                X,
+                label_lower_bound=duration,
+                label_upper_bound=np.where(event, duration, np.inf),
+                feature_names=names,
             )
         # survival:cox reads a negative label as censored at |label|
         return xgb.DMatrix(X, label=np.where(event, duration, -duration), feature_names=names)
@@ -129,6 +150,11 @@ class _XGBSurvivalBase(SurvivalEstimator):
     def _fit(self, X: pd.DataFrame, duration: np.ndarray, event: np.ndarray) -> None:
         params = self._xgb_params()
         d = clip_zero_durations(duration)
+        if self.objective == "aft":
+            self.aft_intercept_ = aft_intercept(
+                d, event, self.aft_loss_distribution, self.aft_loss_distribution_scale
+            )
+            params["base_score"] = float(np.exp(self.aft_intercept_))  # xgboost takes its log
         Xa = X.to_numpy(np.float32)
         dtrain = self._dmatrix(Xa, d, event)
         evals, rounds = [], None
@@ -147,8 +173,12 @@ class _XGBSurvivalBase(SurvivalEstimator):
         else:
             dfit = dtrain
         booster = xgb.train(
-            params, dfit, num_boost_round=self.n_estimators, evals=evals,
-            early_stopping_rounds=rounds, verbose_eval=False,
+            params,
+            dfit,
+            num_boost_round=self.n_estimators,
+            evals=evals,
+            early_stopping_rounds=rounds,
+            verbose_eval=False,
         )
         if rounds:
             self.best_iteration_ = int(booster.best_iteration)
@@ -188,7 +218,7 @@ class _XGBSurvivalBase(SurvivalEstimator):
             return np.exp(-np.outer(np.exp(margin - self.baseline_log_risk_), H0))
         with np.errstate(divide="ignore"):  # log(0) = -inf gives S(0) = 1
             z = (np.log(times)[None, :] - margin[:, None]) / self.sigma_
-        return _AFT_SURVIVAL[self.aft_loss_distribution](z)
+        return _AFT_NOISE[self.aft_loss_distribution].sf(z)
 
 
 class XGBSurvival(_XGBSurvivalBase):
@@ -230,13 +260,21 @@ class XGBSurvival(_XGBSurvivalBase):
     ) -> None:
         self.objective = objective
         super().__init__(
-            n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate,
-            subsample=subsample, colsample_bytree=colsample_bytree,
-            min_child_weight=min_child_weight, reg_lambda=reg_lambda, reg_alpha=reg_alpha,
+            n_estimators=n_estimators,
+            max_depth=max_depth,
+            learning_rate=learning_rate,
+            subsample=subsample,
+            colsample_bytree=colsample_bytree,
+            min_child_weight=min_child_weight,
+            reg_lambda=reg_lambda,
+            reg_alpha=reg_alpha,
             aft_loss_distribution=aft_loss_distribution,
-            aft_loss_distribution_scale=aft_loss_distribution_scale, tree_method=tree_method,
-            n_jobs=n_jobs, random_state=random_state,
-            early_stopping_rounds=early_stopping_rounds, validation_fraction=validation_fraction,
+            aft_loss_distribution_scale=aft_loss_distribution_scale,
+            tree_method=tree_method,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            early_stopping_rounds=early_stopping_rounds,
+            validation_fraction=validation_fraction,
         )
 
 
