@@ -505,3 +505,20 @@ def test_bad_xgb_settings_are_config_errors(small):
         XGBSurvival(objective="poisson").fit(X, d, e)
     with pytest.raises(ConfigError, match="aft_loss_distribution"):
         XGBSurvival(aft_loss_distribution="gamma").fit(X, d, e)
+
+
+def test_forest_time_resolution_coarsens_event_times_without_losing_discrimination():
+    from crm_models.models.survival import RandomSurvivalForest
+
+    df = load_rossi()
+    X = df.drop(columns=["week", "arrest"])
+    d = df["week"].to_numpy(float) - np.random.default_rng(0).random(len(df))  # fractional times
+    e = df["arrest"].to_numpy()
+    fine = RandomSurvivalForest(n_estimators=30, min_samples_leaf=10, random_state=0).fit(X, d, e)
+    coarse = RandomSurvivalForest(
+        n_estimators=30, min_samples_leaf=10, random_state=0, time_resolution=7.0
+    ).fit(X, d, e)
+    assert len(coarse.sksurv_model_.unique_times_) < len(fine.sksurv_model_.unique_times_) / 3
+    c_fine = concordance_index_censored(e.astype(bool), d, fine.predict_risk(X))[0]
+    c_coarse = concordance_index_censored(e.astype(bool), d, coarse.predict_risk(X))[0]
+    assert abs(c_fine - c_coarse) < 0.03

@@ -38,6 +38,10 @@ class RandomSurvivalForest(SurvivalEstimator):
         scikit-survival's forest parameters.
     n_jobs : worker processes for fit and predict (None = 1).
     random_state : seed of the bootstrap and feature sampling.
+    time_resolution : if set, durations are rounded up to multiples of this (e.g. 1.0 day) before
+        fitting. The forest's split search and leaf curves cost grows with the number of distinct
+        event times: on 9k churn durations in fractional days (3.4k distinct) a 100-tree fit took
+        133 s; at day resolution there are at most ``horizon`` distinct times.
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class RandomSurvivalForest(SurvivalEstimator):
         max_samples: float | None = None,
         n_jobs: int | None = None,
         random_state: int = 0,
+        time_resolution: float | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -59,8 +64,12 @@ class RandomSurvivalForest(SurvivalEstimator):
         self.max_samples = max_samples
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.time_resolution = time_resolution
 
     def _fit(self, X: pd.DataFrame, duration: np.ndarray, event: np.ndarray) -> None:
+        if self.time_resolution:
+            step = float(self.time_resolution)
+            duration = np.maximum(np.ceil(duration / step), 1.0) * step
         self.sksurv_model_ = _SkRSF(
             n_estimators=self.n_estimators,
             max_depth=self.max_depth,
