@@ -103,6 +103,10 @@ class ExplainConfig(_Strict):
     """Model-agnostic (permutation) SHAP explains at most this many held-out customers."""
     top_k: int = Field(3, ge=1)
     """Reasons per customer in the reasons table."""
+    max_seconds: float | None = Field(300.0, gt=0)
+    """Model-agnostic SHAP stops after this budget (the explained rows stay a random sample)."""
+    n_background: int = Field(100, ge=5)
+    max_evals: int = Field(500, ge=10)
 
 
 class TrackingConfig(_Strict):

@@ -262,6 +262,27 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
         labels=[f"risk percentile {int((risk_test < risk_test[i]).mean() * 100)}" for i in picked],
         title="Predicted survival of sample held-out customers (from low to high risk)",
     )
+    params: dict[str, Any] = {"cutoff": str(cutoff), "n_features": len(feature_cols)}
+    customer_tables: dict[str, pd.DataFrame] = {}
+    if config.explain.enabled:
+        from crm_models.explain import explain_survival, plot_bar, plot_beeswarm, top_reasons
+
+        ex = config.explain
+        data.progress("explaining predictions (SHAP)")
+        expl = explain_survival(
+            pipe, X_test, background=train[feature_cols], max_sample=ex.max_sample,
+            seed=config.seed, n_background=ex.n_background, max_evals=ex.max_evals,
+            max_seconds=ex.max_seconds,
+        )
+        figures["plots/shap_beeswarm.png"] = plot_beeswarm(expl)
+        figures["plots/shap_bar.png"] = plot_bar(expl)
+        customer_tables["tables/shap_top_reasons.csv"] = top_reasons(expl, k=ex.top_k)
+        # the sample size and cost are logged so nobody mistakes a sample for the population
+        params.update({
+            "shap.method": expl.method, "shap.n_rows": expl.n_rows,
+            "shap.n_population": expl.n_population, "shap.is_sample": expl.is_sample,
+        })
+        metrics["shap_seconds"] = expl.seconds
     if hasattr(pipe.model_, "summary"):
         tables_out["tables/coefficients.csv"] = pipe.model_.summary().reset_index()
     sample = frame.loc[test_ids[: config.tracking.feature_sample_rows]]
@@ -271,13 +292,14 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
         model = churn_package(
             pipe, config.evaluation.horizons_days, fc.horizon_days, test[feature_cols].head(5)
         )
+    customer_tables["tables/feature_sample.csv"] = sample.join(pred)
     return tracking.RunArtifacts(
         metrics=metrics,
-        params={"cutoff": str(cutoff), "n_features": len(feature_cols)},
+        params=params,
         tags={"churn_definition": fc.churn},
         figures=figures,
         tables=tables_out,
-        customer_tables={"tables/feature_sample.csv": sample.join(pred)},
+        customer_tables=customer_tables,
         model=model,
     )
 

@@ -26,11 +26,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # plots are files for MLflow, never windows
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from crm_models.errors import ConfigError, ModelInputError  # noqa: E402
+from crm_models.errors import ConfigError, ModelInputError
 
 METHOD_LINEAR = "linear-exact"
 METHOD_XGBOOST = "tree-shap (xgboost pred_contribs)"
@@ -38,6 +38,7 @@ METHOD_SHAP_TREE = "tree-shap (shap TreeExplainer)"
 METHOD_PERMUTATION = "permutation (sample)"
 
 _METHODS = ("auto", "linear", "xgboost", "shap-tree", "permutation")
+_PERMUTATION_CHUNK = 10  # customers per shap call: the granularity of the max_seconds check
 
 
 @dataclass
@@ -79,6 +80,7 @@ def explain_survival(
     method: str = "auto",
     n_background: int = 100,
     max_evals: int = 500,
+    max_seconds: float | None = None,
 ) -> Explanation:
     """SHAP values of ``predict_risk`` for the customers in ``X``.
 
@@ -97,7 +99,11 @@ def explain_survival(
         (shap's TreeExplainer on the booster) or ``"permutation"``.
     n_background : permutation only: background rows (a seeded random subsample).
     max_evals : permutation only: model evaluations per customer (raised to ``2 * n_features + 1``
-        if lower, one forward-and-back permutation); each costs ``n_background`` predictions.
+        if lower, one forward-and-back permutation); each costs ``n_background`` predictions,
+        so a customer costs about ``max_evals * n_background`` rows of ``predict_risk``.
+    max_seconds : permutation only: stop explaining (after the current chunk of 10 customers)
+        once this budget is spent; ``n_rows`` says how many were explained. The values of the
+        explained customers do not depend on the budget, only their number does.
     """
     if method not in _METHODS:
         raise ConfigError(f"unknown SHAP method {method!r}; choose one of {list(_METHODS)}")
@@ -120,9 +126,10 @@ def explain_survival(
 
     n_population = len(X)
     rng = np.random.default_rng(seed)
-    is_sample = method == "permutation" and n_population > max_sample
-    if is_sample:
-        X_explained = X.iloc[np.sort(rng.choice(n_population, size=max_sample, replace=False))]
+    if method == "permutation":
+        # a seeded random order, so that a prefix cut by max_seconds is still a random sample
+        order = rng.permutation(n_population)[:max_sample]
+        X_explained = X.iloc[order]
     else:
         X_explained = X
     Xm = to_model_input(X_explained)
@@ -138,9 +145,14 @@ def explain_survival(
         bg_raw = X if background is None else background
         if len(bg_raw) > n_background:
             bg_raw = bg_raw.iloc[np.sort(rng.choice(len(bg_raw), n_background, replace=False))]
+        deadline = None if max_seconds is None else start + max_seconds
         values, base, data, label = _permutation(
-            model, Xm, to_model_input(bg_raw), max_evals, seed
+            model, Xm, to_model_input(bg_raw), max_evals, seed, deadline
         )
+        # back to the population's row order, for tidy tables
+        tidy = np.argsort(order[: len(values)], kind="stable")
+        values, data = values.iloc[tidy], data.iloc[tidy]
+        X_explained = X_explained.iloc[: len(values)].iloc[tidy]
 
     raw = X_explained if to_model_input is not _as_frame else None
     return Explanation(
@@ -151,7 +163,7 @@ def explain_survival(
         n_rows=len(values),
         n_population=n_population,
         seconds=time.perf_counter() - start,
-        is_sample=is_sample,
+        is_sample=len(values) < n_population,
         raw_data=raw,
     )
 
@@ -270,6 +282,7 @@ def _permutation(
     bg: pd.DataFrame,
     max_evals: int,
     seed: int,
+    deadline: float | None,
 ) -> tuple[pd.DataFrame, float, pd.DataFrame, str]:
     shap = _shap()
     predict = _risk_function(model)
@@ -279,12 +292,25 @@ def _permutation(
         return np.asarray(predict(pd.DataFrame(a, columns=cols)), dtype=float)
 
     masker = shap.maskers.Independent(bg[cols].to_numpy(dtype=float), max_samples=len(bg))
-    explainer = shap.PermutationExplainer(f, masker, seed=seed)
     evals = max(int(max_evals), 2 * len(cols) + 1)
-    result = explainer(Xm.to_numpy(dtype=float), max_evals=evals, silent=True)
-    values = pd.DataFrame(np.asarray(result.values, dtype=float), index=Xm.index, columns=cols)
-    base = float(np.ravel(result.base_values)[0])
-    return values, base, Xm, METHOD_PERMUTATION
+    x = Xm.to_numpy(dtype=float)
+    # shap seeds numpy's global generator; give the caller's state back
+    saved = np.random.get_state()
+    try:
+        explainer = shap.PermutationExplainer(f, masker, seed=seed)
+        parts, base = [], np.nan
+        for lo in range(0, len(x), _PERMUTATION_CHUNK):
+            result = explainer(x[lo : lo + _PERMUTATION_CHUNK], max_evals=evals, silent=True)
+            parts.append(np.asarray(result.values, dtype=float))
+            base = float(np.ravel(result.base_values)[0])
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+    finally:
+        np.random.set_state(saved)
+    phi = np.concatenate(parts)
+    n = len(phi)
+    values = pd.DataFrame(phi, index=Xm.index[:n], columns=cols)
+    return values, base, Xm.iloc[:n], METHOD_PERMUTATION
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -354,7 +380,9 @@ def _booster_input(model: Any, booster: Any, Xm: pd.DataFrame) -> tuple[pd.DataF
 def _risk_function(model: Any) -> Any:
     if _is_booster(model):
         booster, sign = _booster_and_sign(model)
-        return lambda X: sign * booster.predict(_booster_input(model, booster, X)[1], output_margin=True)
+        return lambda X: sign * booster.predict(
+            _booster_input(model, booster, X)[1], output_margin=True
+        )
     return model.predict_risk
 
 
@@ -380,7 +408,7 @@ def _display_values(expl: Explanation) -> np.ndarray:
     # raw_data holds the explained rows in the same order as values (see explain_survival)
     for j, col in enumerate(expl.values.columns):
         if col in raw.columns and pd.api.types.is_numeric_dtype(raw[col]):
-            shown[:, j] = raw[col].to_numpy(dtype=float)
+            shown[:, j] = raw[col].to_numpy(dtype=float, na_value=np.nan)
     return shown
 
 
@@ -394,7 +422,7 @@ def _to_shap(expl: Explanation) -> Any:
 
 
 def _decorate(fig: plt.Figure, ax: plt.Axes, expl: Explanation, xlabel: str) -> None:
-    ax.set_title(f"SHAP, {expl.title}", fontsize=11)
+    ax.set_title(f"SHAP, {expl.title}", fontsize=12)
     ax.set_xlabel(xlabel)
     fig.tight_layout()
 
