@@ -39,6 +39,9 @@ TIME_UNIT_DAYS: dict[str, float] = {"D": 1.0, "W": 7.0, "M": 365.25 / 12}
 """Length of one time unit in days."""
 
 CALIBRATION_COLUMNS = ("frequency", "recency", "T", "monetary_value")
+_MONEY = "decimal(18, 6)"
+"""Amounts to the micro-unit; 64-bit decimals keep the per-day sums cheap."""
+
 HOLDOUT_COLUMNS = ("frequency_holdout", "monetary_value_holdout", "duration_holdout")
 
 
@@ -114,8 +117,10 @@ def btyd_summary_expr(
     # before it converts timestamps to days.
     end_excl = last_day + pd.Timedelta(days=1)
     bound = ibis.date(end_excl.date()) if t[ts].type().is_date() else lit_ts(end_excl)
+    # Money is summed as DECIMAL (exact, so independent of the order parallel threads combine
+    # partial sums: float sums differed in the last bit between runs); floats only at the end.
     rows = t.filter(t[ts] < bound).select(
-        cid=t[customer_id], day=t[ts].cast("date"), amount=t[amount]
+        cid=t[customer_id], day=t[ts].cast("date"), amount=t[amount].cast(_MONEY)
     )
     days = rows.group_by(["cid", "day"]).aggregate(value=rows.amount.sum())
 
@@ -132,7 +137,7 @@ def btyd_summary_expr(
     }
     if obs is not None:
         aggs["n_hold"] = days.count(where=~in_cal)
-        aggs["value_hold"] = days.value.mean(where=~in_cal)
+        aggs["value_hold_total"] = days.value.sum(where=~in_cal)
     per = days.group_by("cid").aggregate(**aggs)
     per = per.filter(per["first"] <= cal_date)
 
@@ -143,12 +148,14 @@ def btyd_summary_expr(
         "recency": per["last"].delta(per["first"], unit="day") / unit_days,
         "T": cal_date.delta(per["first"], unit="day") / unit_days,
         "monetary_value": ibis.ifelse(
-            repeats > 0, (per.value_cal - per.first_value) / repeats, 0.0
+            repeats > 0, (per.value_cal - per.first_value).cast("float64") / repeats, 0.0
         ),
     }
     if obs is not None:
         cols["frequency_holdout"] = per.n_hold
-        cols["monetary_value_holdout"] = per.value_hold.fill_null(0.0)
+        cols["monetary_value_holdout"] = ibis.ifelse(
+            per.n_hold > 0, per.value_hold_total.cast("float64") / per.n_hold, 0.0
+        )
         cols["duration_holdout"] = ibis.literal((obs - cal).days / unit_days, type="float64")
     return per.select(**cols)
 
