@@ -55,9 +55,10 @@ def test_main_job_meets_the_c_index_targets(main_runs):
 
 def test_two_runs_with_the_same_config_give_identical_metrics(main_runs):
     _, first, second = main_runs
-    a = {k: v for k, v in first.metrics.items() if k != "runtime_seconds"}
-    b = {k: v for k, v in second.metrics.items() if k != "runtime_seconds"}
-    assert a == b
+    timings = {"runtime_seconds", "shap_seconds"}  # wall-clock costs, not results
+    a = {k: v for k, v in first.metrics.items() if k not in timings}
+    b = {k: v for k, v in second.metrics.items() if k not in timings}
+    assert len(a) > 15 and a == b
     assert first.run_id != second.run_id
 
 
