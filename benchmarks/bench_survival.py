@@ -274,10 +274,17 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     risk = model.predict_risk(X_eval)
     result["predict_s"] = time.perf_counter() - t0
-    result["c_index"] = harrell_c_index(d_eval, e_eval, risk)
+    # a diverged model (NaN or inf risks) is a result to report, not a reason to crash
+    result["nonfinite_risks"] = int((~np.isfinite(risk)).sum())
+    result["c_index"] = (
+        harrell_c_index(d_eval, e_eval, risk) if not result["nonfinite_risks"] else math.nan
+    )
     np.save(spec["out"] + ".risk.npy", risk)  # paired comparisons of models, in the parent
-    result["c_index_train"] = harrell_c_index(
-        d[: len(X_eval)], e[: len(X_eval)], model.predict_risk(X.iloc[: len(X_eval)])
+    risk_train = model.predict_risk(X.iloc[: len(X_eval)])
+    result["c_index_train"] = (
+        harrell_c_index(d[: len(X_eval)], e[: len(X_eval)], risk_train)
+        if np.isfinite(risk_train).all()
+        else math.nan
     )
     if spec.get("shap_rows"):
         result["shap"] = shap_job(
@@ -368,10 +375,11 @@ def run_subprocess(spec: dict[str, Any], work: Path, limit: float | None) -> tup
         if fitting and time.time() - float(lines[-1]) > limit:
             os.killpg(proc.pid, signal.SIGKILL)  # the worker's own session only
             proc.wait()
-            return "killed", {}, f"fit passed {limit:.0f} s: killed"
+            return "killed", {}, f"fit passed {limit:.0f} s"
     reader.join()
     if proc.returncode != 0:
-        return "failed", {}, "".join(stderr)[-2000:]
+        lines = "".join(stderr).strip().splitlines() or [f"exit code {proc.returncode}"]
+        return "failed", {"stderr": "\n".join(lines[-30:])}, lines[-1]
     result = json.loads(Path(spec["out"]).read_text())
     if spec["model"] != "__prepare__":
         result["risk"] = spec["out"] + ".risk.npy"
@@ -482,7 +490,8 @@ def main() -> None:
                     f"+{b['rss_mb']:.0f} MB, C {job.result['c_index']:.4f}"
                 )
             else:
-                log(f"{size:,} customers, {model}, {rows} rows: {job.status} {job.note}")
+                n = f"{rows:,}" if rows else "all"
+                log(f"{size:,} customers, {model}, {n} rows: {job.status} ({job.note})")
             return job
 
         for size in sizes:
@@ -541,7 +550,8 @@ def main() -> None:
             g = by_key(jobs, largest, "gbsa", rows)
             for model in ("xgb_cox", "xgb_aft"):
                 x = by_key(jobs, largest, model, rows)
-                if g and x and g.status == x.status == "ok":
+                ok = g and x and g.status == x.status == "ok"
+                if ok and not (g.result["nonfinite_risks"] or x.result["nonfinite_risks"]):
                     diff, se = paired_c_difference(
                         d_eval, e_eval, np.load(x.result["risk"]), np.load(g.result["risk"])
                     )
@@ -617,9 +627,11 @@ def report(
 
     def row(j: Job, label: str) -> str:
         r = j.result
+        bad = r["nonfinite_risks"]
+        c_test = f"{r['c_index']:.4f}" if not bad else f"{bad:,} non-finite risks"
         return (
             f"| {label} | {r['n_train']:,} | {_fit_cells(j)} | {j.best['rss_mb']:.0f} | "
-            f"{r['process_peak_mb']:.0f} | {r['c_index']:.4f} | {r['c_index_train']:.4f} | "
+            f"{r['process_peak_mb']:.0f} | {c_test} | {r['c_index_train']:.4f} | "
             f"{r['predict_s']:.2f} | {j.load[0]:.1f} |"
         )
 
@@ -688,6 +700,9 @@ def report(
                 continue
             gw, xw = g.best, x.best
             speed = gw["wall"] / xw["wall"]
+            if "vs_gbsa" not in x.result:  # non-finite risks: no C-index to compare
+                out.append(f"| {rows:,} | {model} | | | {speed:.0f}x | | | diverged | no |")
+                continue
             dc, se = x.result["vs_gbsa"]["c_difference"], x.result["vs_gbsa"]["se"]
             # "equal or better": not worse by more than two standard errors of the difference
             met = "yes" if speed >= 20 and dc >= -2 * se else "no"
