@@ -18,7 +18,6 @@ import argparse
 import gc
 import os
 import platform
-import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -27,6 +26,7 @@ from typing import NamedTuple
 import duckdb
 import ibis
 import numpy as np
+from _common import PeakRSS  # benchmarks/ is on sys.path when run as a script
 import pandas as pd
 
 from crm_models.features import btyd_summary
@@ -121,28 +121,6 @@ def lifetimes_summary(df: pd.DataFrame) -> pd.DataFrame:
     )
     out[["recency", "T"]] /= 7.0
     return out.sort_index()
-
-
-class PeakRSS:
-    """Peak growth of this process' resident set while the block runs (polled every 5 ms)."""
-
-    def __enter__(self) -> PeakRSS:
-        self._proc = psutil.Process() if psutil else None
-        self.base = self._proc.memory_info().rss if self._proc else 0
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def _poll(self) -> None:
-        while self._proc is not None and not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            self._stop.wait(0.005)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class Run(NamedTuple):
