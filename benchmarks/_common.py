@@ -31,3 +31,7 @@ class PeakRSS:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
