@@ -418,6 +418,9 @@ def main() -> None:
         nargs="+",
         help="training rows of the ladder, drawn from the largest size (default 5k..100k)",
     )
+    ap.add_argument(
+        "--models", nargs="+", choices=MODELS, help="run only these models (default: all five)"
+    )
     ap.add_argument("--limit", type=float, help="seconds a fit may take (default 600)")
     ap.add_argument("--repeats", type=int, default=3, help="best of N for fits under 30 s")
     ap.add_argument("--shap-rows", type=int, default=100_000)
@@ -436,6 +439,7 @@ def main() -> None:
         [1_000, 3_000] if quick else [5_000, 10_000, 20_000, 30_000, 50_000, 100_000]
     )
     limit = args.limit or (60.0 if quick else 600.0)
+    selected = [m for m in MODELS if m in (args.models or MODELS)]
     repeats = min(args.repeats, 2) if quick else args.repeats
     started = time.perf_counter()
 
@@ -499,7 +503,7 @@ def main() -> None:
         stopped: dict[str, str] = {}
         # rungs outside, models inside: models compared at one rung run minutes apart, not hours
         for rows in rungs:
-            for model in MODELS:
+            for model in selected:
                 if model in stopped:
                     continue
                 if model in LIMITED:
@@ -537,7 +541,7 @@ def main() -> None:
                     )
                     x.result["vs_gbsa"] = {"c_difference": diff, "se": se}
         for size in sizes:
-            for model in FULL:
+            for model in (m for m in FULL if m in selected):
                 shap = args.shap_rows if size == largest and model.startswith("xgb") else 0
                 run(size, model, None, shap_rows=shap)
 

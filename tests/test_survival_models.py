@@ -522,3 +522,34 @@ def test_forest_time_resolution_coarsens_event_times_without_losing_discriminati
     c_fine = concordance_index_censored(e.astype(bool), d, fine.predict_risk(X))[0]
     c_coarse = concordance_index_censored(e.astype(bool), d, coarse.predict_risk(X))[0]
     assert abs(c_fine - c_coarse) < 0.03
+
+
+def _strong_effect_data(n: int = 5000) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
+    t = rng.exponential(100 * np.exp(-2 * X["a"].to_numpy()))
+    return X, np.minimum(t, 180.0), t < 180.0
+
+
+def test_xgb_cox_caps_each_newton_step_by_default():
+    # survival:cox's Newton step is unbounded: on 448k simulated churners the first tree reached
+    # margins of 21 and the fit degenerated (benchmarks/README.md). One tree at learning rate 1
+    # shows the cap: leaves within 0.7 with the default, ~20 without it.
+    X, d, e = _strong_effect_data()
+    one_tree = {"n_estimators": 1, "max_depth": 3, "learning_rate": 1.0, "subsample": 1.0,
+                "colsample_bytree": 1.0}
+    capped = XGBSurvival(objective="cox", **one_tree).fit(X, d, e)
+    assert np.abs(capped.predict_margin(X)).max() <= 0.7 + 1e-6
+    uncapped = XGBSurvival(objective="cox", max_delta_step=0, **one_tree).fit(X, d, e)
+    assert np.abs(uncapped.predict_margin(X)).max() > 5
+    # AFT's steps are bounded by its loss already: no cap unless asked for
+    assert XGBSurvival(objective="aft")._xgb_params()["max_delta_step"] == 0.0
+
+
+def test_a_diverged_xgb_cox_fit_is_a_clear_error_not_nan_risks():
+    X, d, e = _strong_effect_data()
+    model = XGBSurvival(objective="cox", n_estimators=50, learning_rate=100.0, max_delta_step=0)
+    with pytest.raises(ModelInputError, match="diverged.*max_delta_step"):
+        model.fit(X, d, e)
+    with pytest.raises(ConfigError, match="max_delta_step must be >= 0"):
+        XGBSurvival(objective="cox", max_delta_step=-1).fit(X, d, e)
