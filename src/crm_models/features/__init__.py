@@ -40,3 +40,8 @@ __all__ = [
     "rfm_segments_expr",
     "ticket_features_expr",
 ]
+
+# --- journeys and path tables (paths.py) ---
+from crm_models.features.paths import aggregate_paths, build_journeys
+
+__all__ += ["aggregate_paths", "build_journeys"]

@@ -1,0 +1,362 @@
+"""Journeys and path tables: hand-made touchpoints (lookback, repeat conversions, path cap, nulls,
+point-in-time cutoff), the simulator's ground truth, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crm_models.data.synthetic import simulate
+from crm_models.errors import DataError
+from crm_models.features import aggregate_paths, build_journeys
+from crm_models.features.engine import to_ibis
+from crm_models.features.paths import (
+    JOURNEY_COLUMNS,
+    build_journeys_expr,
+    conversions_from_touchpoints,
+    conversions_from_transactions,
+    encode_paths,
+)
+
+
+def _ts(*values: str) -> np.ndarray:
+    return pd.to_datetime(list(values), format="ISO8601").to_numpy()
+
+
+@pytest.fixture
+def touchpoints() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": [1, 1, 1, 1, 1, 1, 2, 2, 3, 3, 3, 4],
+            "ts": _ts(
+                "2024-01-01",  # 1: 31 days before its conversion: outside a 30-day lookback
+                "2024-01-20",
+                "2024-02-01",  # 1: exactly at the conversion instant: belongs to it
+                "2024-02-05",
+                "2024-02-08",
+                "2024-03-01",  # 1: after the last conversion: the non-converting tail
+                "2024-01-01",
+                "2024-01-03",  # 2: after its only conversion
+                "2024-01-01",
+                "2024-03-01",  # 3: 60 days before its last touch: cut from the tail
+                "2024-03-31",
+                "2024-01-10",  # 4: converts with no touch in its window later on
+            ),
+            "channel": ["a", "b", "c", "a", "b", "b", "x", "y", "s", "e", "d", "z"],
+        }
+    )
+
+
+@pytest.fixture
+def conversions() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2, 4],
+            "ts": _ts("2024-02-01", "2024-02-10", "2024-01-02", "2024-06-01"),
+            "value": [10.0, 20.0, 5.0, 7.0],
+        }
+    )
+
+
+def _rows(j: pd.DataFrame) -> list[tuple]:
+    return [
+        (r.customer_id, r.journey_id, list(r.channels), bool(r.converted), float(r.value))
+        for r in j.itertuples()
+    ]
+
+
+def test_journeys_by_hand(touchpoints: pd.DataFrame, conversions: pd.DataFrame) -> None:
+    j = build_journeys(touchpoints, conversions, lookback_days=30)
+    assert list(j.columns) == list(JOURNEY_COLUMNS)
+    assert _rows(j) == [
+        (1, 1, ["b", "c"], True, 10.0),  # a (01-01) is 31 days back: dropped
+        (1, 2, ["a", "b"], True, 20.0),  # (02-01, 02-10]
+        (1, 3, ["b"], False, 0.0),  # after the last conversion
+        (2, 1, ["x"], True, 5.0),
+        (2, 2, ["y"], False, 0.0),
+        (3, 1, ["e", "d"], False, 0.0),  # s is 90 days before the last touch
+        # 4: z precedes its conversion (06-01) by 143 days: in no journey, and the conversion,
+        # without a touch in its window, has none either
+    ]
+    assert j["n_touches"].tolist() == [2, 2, 1, 1, 1, 2]
+    assert j.loc[0, "conversion_ts"] == pd.Timestamp("2024-02-01")
+    assert pd.isna(j.loc[2, "conversion_ts"])
+    assert [list(pd.to_datetime(t)) for t in j.loc[:1, "timestamps"]] == [
+        [pd.Timestamp("2024-01-20"), pd.Timestamp("2024-02-01")],
+        [pd.Timestamp("2024-02-05"), pd.Timestamp("2024-02-08")],
+    ]
+
+
+def test_lookback_none_and_path_cap_keeps_the_last_touches(
+    touchpoints: pd.DataFrame, conversions: pd.DataFrame
+) -> None:
+    j = build_journeys(touchpoints, conversions, lookback_days=None)
+    assert _rows(j)[0] == (1, 1, ["a", "b", "c"], True, 10.0)
+    assert _rows(j)[5] == (3, 1, ["s", "e", "d"], False, 0.0)
+    capped = build_journeys(touchpoints, conversions, lookback_days=None, max_path_length=2)
+    assert [list(c) for c in capped["channels"]] == [
+        ["b", "c"],
+        ["a", "b"],
+        ["b"],
+        ["x"],
+        ["y"],
+        ["e", "d"],
+        ["z"],  # z: no lookback now
+    ]
+    assert capped["n_touches"].max() == 2
+
+
+def test_nonconverting_journeys_are_kept_unless_asked(
+    touchpoints: pd.DataFrame, conversions: pd.DataFrame
+) -> None:
+    j = build_journeys(touchpoints, conversions, include_nonconverting=False)
+    assert j["converted"].all() and len(j) == 3
+
+
+def test_touches_at_the_same_instant_follow_channel_order() -> None:
+    tp = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 1],
+            "ts": _ts("2024-01-01", "2024-01-01", "2024-01-02"),
+            "channel": ["b", "a", "c"],
+        }
+    )
+    cv = pd.DataFrame({"customer_id": [1], "ts": _ts("2024-01-01"), "value": [1.0]})
+    j = build_journeys(tp, cv)
+    assert _rows(j) == [(1, 1, ["a", "b"], True, 1.0), (1, 2, ["c"], False, 0.0)]
+
+
+def test_cutoff_is_point_in_time(touchpoints: pd.DataFrame, conversions: pd.DataFrame) -> None:
+    cutoff = pd.Timestamp("2024-02-09")
+    before = build_journeys(touchpoints, conversions, cutoff=cutoff)
+    # customer 1's second conversion (02-10) is after the cutoff: a > b is not converted yet
+    assert _rows(before)[:2] == [(1, 1, ["b", "c"], True, 10.0), (1, 2, ["a", "b"], False, 0.0)]
+    later_tp = pd.DataFrame(
+        {
+            "customer_id": [1, 3, 5],
+            "ts": _ts("2024-02-09", "2024-05-01", "2024-02-09T00:00:01"),
+            "channel": ["q", "q", "q"],
+        }
+    )
+    later_cv = pd.DataFrame(
+        {"customer_id": [1, 3], "ts": _ts("2024-02-09", "2024-03-02"), "value": [1.0, 2.0]}
+    )
+    after = build_journeys(
+        pd.concat([touchpoints, later_tp], ignore_index=True),
+        pd.concat([conversions, later_cv], ignore_index=True),
+        cutoff=cutoff,
+    )
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_cutoff_on_random_tables_ignores_appended_future_rows() -> None:
+    rng = np.random.default_rng(3)
+    start = pd.Timestamp("2024-01-01")
+    cutoff = start + pd.Timedelta(days=60)
+
+    def draw(n: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        return rng.integers(1, 40, n), (
+            start + pd.to_timedelta(rng.uniform(lo, hi, n), "D")
+        ).to_numpy()
+
+    cid, ts = draw(400, 0, 60)
+    tp = pd.DataFrame({"customer_id": cid, "ts": ts, "channel": rng.choice(list("abcd"), 400)})
+    ccid, cts = draw(30, 0, 60)
+    cv = pd.DataFrame({"customer_id": ccid, "ts": cts, "value": rng.uniform(1, 9, 30)})
+    fcid, fts = draw(200, 60, 120)
+    tp_f = pd.DataFrame({"customer_id": fcid, "ts": fts, "channel": rng.choice(list("abe"), 200)})
+    gcid, gts = draw(40, 60, 120)
+    cv_f = pd.DataFrame({"customer_id": gcid, "ts": gts, "value": 1.0})
+    kw = {"lookback_days": 20, "max_path_length": 4, "cutoff": cutoff}
+    before = build_journeys(tp, cv, **kw)
+    after = build_journeys(pd.concat([tp, tp_f]), pd.concat([cv, cv_f]), **kw)
+    pd.testing.assert_frame_equal(before, after)
+    assert before["converted"].any() and (~before["converted"]).any()
+
+
+def test_ibis_expression_and_ibis_inputs_agree(
+    touchpoints: pd.DataFrame, conversions: pd.DataFrame
+) -> None:
+    ref = build_journeys(touchpoints, conversions, lookback_days=30, max_path_length=3)
+    from_ibis = build_journeys(to_ibis(touchpoints), to_ibis(conversions), 30, 3)
+    pd.testing.assert_frame_equal(ref, from_ibis)
+    expr = build_journeys_expr(to_ibis(touchpoints), to_ibis(conversions), 30, 3)
+    out = expr.order_by(["customer_id", "journey_id"]).to_pyarrow().to_pandas()
+    assert [list(c) for c in out["channels"]] == [list(c) for c in ref["channels"]]
+    assert out["value"].tolist() == ref["value"].tolist()
+    assert out["n_touches"].tolist() == ref["n_touches"].tolist()
+
+
+def test_aggregate_paths_by_hand(touchpoints: pd.DataFrame, conversions: pd.DataFrame) -> None:
+    j = build_journeys(touchpoints, conversions, lookback_days=30)
+    j = pd.concat([j, j.iloc[[0, 2]]], ignore_index=True)  # b > c converts twice, b null twice
+    paths = aggregate_paths(j)
+    assert paths.to_dict("list") == {
+        "path": ["b > c", "a > b", "x", "b", "e > d", "y"],
+        "conversions": [2.0, 1.0, 1.0, 0.0, 0.0, 0.0],
+        "value": [20.0, 20.0, 5.0, 0.0, 0.0, 0.0],
+        "nulls": [0.0, 0.0, 0.0, 2.0, 1.0, 1.0],
+    }
+    assert aggregate_paths(j, sep="->")["path"].iloc[0] == "b->c"
+
+
+def test_conversions_from_touchpoints_and_transactions() -> None:
+    tp = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2],
+            "ts": _ts("2024-01-01", "2024-01-02", "2024-01-05"),
+            "channel": ["a", "b", "c"],
+            "converted": [False, True, True],
+            "order_id": pd.array([None, 10, 11], dtype="Int64"),
+        }
+    )
+    tx = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2, 1],
+            "order_id": [10, 10, 11, 12],
+            "ts": _ts("2024-01-02T03:00", "2024-01-02T03:00", "2024-01-06", "2024-02-01"),
+            "amount": [5.0, 2.5, 9.0, 4.0],
+        }
+    )
+    cv = conversions_from_touchpoints(tp, tx)
+    assert cv.to_dict("list") == {
+        "customer_id": [1, 2],
+        "ts": [pd.Timestamp("2024-01-02T03:00"), pd.Timestamp("2024-01-06")],
+        "value": [7.5, 9.0],  # order lines summed
+    }
+    assert conversions_from_touchpoints(tp)["value"].tolist() == [0.0, 0.0]
+    first = conversions_from_transactions(tx)
+    assert first["value"].tolist() == [7.5, 9.0]
+    assert len(conversions_from_transactions(tx, first_only=False)) == 3
+    with pytest.raises(DataError, match=r"order_id.*not in transactions.*example row"):
+        conversions_from_touchpoints(tp, tx[tx["order_id"] != 11])
+
+
+def test_simulator_one_converting_journey_per_converted_touch() -> None:
+    ds = simulate(1500, seed=11)
+    tp, tx, customers = (ds.tables[k] for k in ("touchpoints", "transactions", "customers"))
+    cv = conversions_from_touchpoints(tp, tx)
+    j = build_journeys(tp, cv, lookback_days=30)
+    converted = j[j["converted"]]
+    assert len(converted) == tp.loc[tp["converted"], "customer_id"].nunique() == 1500
+    # every prospect has exactly one journey
+    assert len(j) == tp["customer_id"].nunique() == ds.ground_truth["n_prospects"]
+    # the simulator spreads a journey over 30 days before the last touch and converts hours
+    # later, so a 30-day lookback from the conversion drops a few first touches; none without
+    everything = build_journeys(tp, cv, lookback_days=None)
+    assert everything["n_touches"].sum() == len(tp) > j["n_touches"].sum()
+    pd.testing.assert_frame_equal(
+        everything.drop(columns=["channels", "timestamps", "n_touches"]),
+        j.drop(columns=["channels", "timestamps", "n_touches"]),
+    )
+    # ground truth: acquisition_channel is the converting (last) touch's channel, the value is
+    # the first order's amount
+    last = converted.set_index("customer_id")["channels"].map(lambda c: c[-1])
+    acq = customers.set_index("customer_id")["acquisition_channel"]
+    assert (last.sort_index() == acq.loc[last.index].sort_index()).all()
+    first_orders = conversions_from_transactions(tx)
+    assert converted["value"].sum() == pytest.approx(first_orders["value"].sum(), rel=1e-12)
+    paths = aggregate_paths(j)
+    assert paths["conversions"].sum() == 1500
+    assert paths["conversions"].sum() + paths["nulls"].sum() == len(j)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_missing_column_names_table_column_and_example(
+    touchpoints: pd.DataFrame, conversions: pd.DataFrame
+) -> None:
+    with pytest.raises(
+        DataError, match=r"'touchpoints'.*\['channel'\].*example row: \{'customer_id': 1"
+    ):
+        build_journeys(touchpoints.drop(columns="channel"), conversions)
+    cv = pd.DataFrame({"customer_id": [1], "when": ["2024-01-01"]})
+    with pytest.raises(DataError, match=r"'conversions'.*\['ts'\]"):
+        build_journeys(touchpoints, cv)
+
+
+def test_null_channel_is_reported_with_its_row(
+    touchpoints: pd.DataFrame, conversions: pd.DataFrame
+) -> None:
+    bad = touchpoints.copy()
+    bad.loc[4, "channel"] = None
+    with pytest.raises(DataError, match=r"'touchpoints', column 'channel': 1 null.*example row 4"):
+        build_journeys(bad, conversions)
+
+
+def test_unparseable_ts_is_reported_with_its_row(
+    touchpoints: pd.DataFrame, conversions: pd.DataFrame
+) -> None:
+    bad = touchpoints.astype({"ts": str})
+    bad.loc[3, "ts"] = "next tuesday"
+    with pytest.raises(DataError, match=r"'touchpoints', column 'ts'.*'next tuesday'.*row 3"):
+        build_journeys(bad, conversions)
+    ok = touchpoints.astype({"ts": str})  # ISO strings parse
+    pd.testing.assert_frame_equal(
+        build_journeys(ok, conversions), build_journeys(touchpoints, conversions)
+    )
+
+
+def test_bad_arguments(touchpoints: pd.DataFrame, conversions: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match="lookback_days"):
+        build_journeys(touchpoints, conversions, lookback_days=0)
+    with pytest.raises(DataError, match="max_path_length"):
+        build_journeys(touchpoints, conversions, max_path_length=0)
+
+
+def test_channel_containing_the_separator_is_refused() -> None:
+    j = pd.DataFrame({"channels": [["a > b"], ["c"]], "converted": [True, False]})
+    with pytest.raises(DataError, match=r"'a > b' contains the path separator"):
+        aggregate_paths(j)
+    j = pd.DataFrame({"channels": [["a->b"], ["c"]], "converted": [True, False]})
+    with pytest.raises(DataError, match=r"'a->b' contains '->'.*rename"):
+        aggregate_paths(j)
+
+
+def test_no_touches_give_an_empty_journeys_table(conversions: pd.DataFrame) -> None:
+    empty = pd.DataFrame(
+        {
+            "customer_id": np.array([], np.int64),
+            "ts": np.array([], "datetime64[ns]"),
+            "channel": np.array([], object),
+        }
+    )
+    j = build_journeys(empty, conversions)
+    assert list(j.columns) == list(JOURNEY_COLUMNS) and len(j) == 0
+    with pytest.raises(DataError, match="empty"):
+        aggregate_paths(j)
+
+
+def test_encode_paths_round_trip() -> None:
+    paths = pd.DataFrame(
+        {"path": ["b > a", " a >  b ", "c"], "conversions": [1, 2, 0], "nulls": [0, 1, 3]}
+    )
+    enc = encode_paths(paths)
+    assert enc.channels == ("a", "b", "c")
+    assert enc.codes.tolist() == [1, 0, 0, 1, 2]  # tokens stripped of spaces
+    assert enc.offsets.tolist() == [0, 2, 4, 5]
+    again = enc.path_table()
+    assert again.to_dict("list") == {
+        "path": ["a > b", "b > a", "c"],
+        "conversions": [2.0, 1.0, 0.0],
+        "value": [0.0, 0.0, 0.0],
+        "nulls": [1.0, 0.0, 3.0],
+    }
+
+
+def test_encoded_journeys_merge_into_distinct_paths() -> None:
+    j = pd.DataFrame(
+        {
+            "channels": [["a", "b"], ["c"], ["a", "b"], ["c"], ["b", "a"]],
+            "converted": [True, False, False, True, True],
+            "value": [10.0, 0.0, 0.0, 4.0, 1.0],
+        }
+    )
+    merged, inv = encode_paths(j).distinct()
+    assert inv.tolist() == [0, 1, 0, 1, 2]
+    assert merged.path_strings().tolist() == ["a > b", "c", "b > a"]
+    assert merged.conversions.tolist() == [1.0, 1.0, 1.0]
+    assert merged.nulls.tolist() == [1.0, 1.0, 0.0]
+    assert merged.value.tolist() == [10.0, 4.0, 1.0]
