@@ -1,10 +1,13 @@
-"""SHAP for the survival churn models: why each customer's predicted risk is what it is.
+"""SHAP for the churn models and the CLV regressors: why each customer's prediction is what it is.
 
 Owns :class:`Explanation`, :func:`explain_survival` (one entry point for every churn model),
-:func:`top_reasons` (each customer's strongest risk drivers) and the beeswarm / bar plots.
+:func:`explain_regressor` (the xgboost CLV regressors), :func:`top_reasons` (each customer's
+strongest drivers) and the beeswarm / bar plots.
 
 Attributions are on the model's input features (after preprocessing) and are additive in the
-model's ``predict_risk`` (higher = leaves sooner): ``base_value + values.sum(axis=1) == risk``.
+explained output (``Explanation.output``): ``base_value + values.sum(axis=1) == output``.
+
+Churn models are explained in ``predict_risk`` (higher = leaves sooner):
 
 - Linear models (Cox, Weibull / log-normal AFT), which expose ``risk_coefficients_``: exact
   ``coef * (x - mean(background x))``.
@@ -13,6 +16,11 @@ model's ``predict_risk`` (higher = leaves sooner): ``base_value + values.sum(axi
 - Anything else (scikit-survival forests and boosting, which shap's TreeExplainer rejects):
   permutation SHAP on ``predict_risk`` against a small background, on a bounded random sample; the
   result says so (``is_sample``, ``n_rows`` of ``n_population``, ``seconds``).
+
+CLV regressors (:mod:`crm_models.models.clv.regressors`) are explained in log expected spend, see
+:func:`explain_regressor`: TreeSHAP for the Tweedie model and for each part of the two-part
+model; the two-part total uses the rescale rule for the logistic link (exactly additive, not a
+Shapley value of log P(buy)).
 """
 
 from __future__ import annotations
@@ -36,18 +44,29 @@ METHOD_LINEAR = "linear-exact"
 METHOD_XGBOOST = "tree-shap (xgboost pred_contribs)"
 METHOD_SHAP_TREE = "tree-shap (shap TreeExplainer)"
 METHOD_PERMUTATION = "permutation (sample)"
+METHOD_TWO_PART = "tree-shap (xgboost pred_contribs) + logistic rescale"
+
+OUTPUT_RISK = "predicted risk"
+OUTPUT_LOG_SPEND = "log expected spend"
+OUTPUT_PURCHASE_LOGIT = "log-odds of a purchase"
+OUTPUT_LOG_SPEND_GIVEN_PURCHASE = "log expected spend given a purchase"
 
 _METHODS = ("auto", "linear", "xgboost", "shap-tree", "permutation")
+_REGRESSOR_PARTS = ("total", "purchase", "spend")
+# objectives whose margin is the log of the expected value
+_LOG_LINK_OBJECTIVES = ("reg:tweedie", "reg:gamma", "count:poisson")
 _PERMUTATION_CHUNK = 10  # customers per shap call: the granularity of the max_seconds check
 
 
 @dataclass
 class Explanation:
-    """SHAP values of a churn model's ``predict_risk`` for a set of customers.
+    """SHAP values of a model's output for a set of customers.
 
     ``values`` and ``data`` are (n_rows, n_features) on the model's input features, indexed like
     the explained rows of X. ``raw_data`` holds the same customers' features before preprocessing
-    (pipelines only), so reasons can quote values in their own units.
+    (pipelines only), so reasons can quote values in their own units. ``output`` names what the
+    values add up to (``predict_risk`` for churn models, log expected spend for CLV regressors)
+    and ``output_note`` says which way is up.
     """
 
     values: pd.DataFrame
@@ -59,6 +78,8 @@ class Explanation:
     seconds: float
     is_sample: bool
     raw_data: pd.DataFrame | None = None
+    output: str = OUTPUT_RISK
+    output_note: str = "higher = leaves sooner"
 
     @property
     def title(self) -> str:
@@ -168,15 +189,125 @@ def explain_survival(
     )
 
 
-def top_reasons(expl: Explanation, k: int = 3) -> pd.DataFrame:
-    """Each customer's ``k`` largest contributions to risk, largest first.
+def explain_regressor(pipeline_or_model: Any, X: pd.DataFrame, part: str = "total") -> Explanation:
+    """TreeSHAP of a CLV regressor for the customers in ``X``, additive in its log-scale output.
 
-    One row per customer and rank: ``customer_id`` (the index of X), ``rank`` (1 = strongest push
-    towards leaving), ``feature``, ``value`` and ``contribution``. ``value`` is in the feature's own
+    Parameters
+    ----------
+    pipeline_or_model : a fitted ``CLVPipeline`` (X holds raw features), a fitted
+        ``XGBTweedieCLV`` / ``TwoPartCLV`` (X holds its input features), or a bare
+        ``xgboost.Booster`` with a log-link objective (``reg:tweedie``, ``reg:gamma``,
+        ``count:poisson``).
+    X : customers to explain, in the same form as for ``predict``.
+    part : what to explain.
+
+        - ``"total"``: log expected spend (``predict_margin``). For the Tweedie model (and a
+          bare booster) these are xgboost's ``pred_contribs``, exact TreeSHAP of the margin;
+          ``base_value`` includes the model's constant ``margin_offset_`` (its balance factor).
+          For the two-part model, log E = log sigmoid(z) + log m with z the purchase logit and
+          log m the spend booster's margin plus ``spend_log_offset_`` (smearing and balance,
+          a constant that goes to ``base_value``). log m gets its TreeSHAP
+          values. log sigmoid is not additive over trees, and the exact Shapley values of
+          log sigmoid(z(x)) would need the classifier's output on every coalition of features
+          (exponential, or a sampling approximation), so the logit's TreeSHAP values ``phi`` are
+          rescaled by the secant slope ``s = (log sigmoid(z) - log sigmoid(z0)) / (z - z0)``
+          between the base logit z0 and the customer's z (the rescale rule of DeepLIFT,
+          Shrikumar et al. 2017; ``s`` in (0, 1), the derivative ``1 - sigmoid(z0)`` when
+          z == z0): ``values = s * phi + psi``, ``base = log sigmoid(z0) + base of log m``.
+          Exactly additive in log E, signs and within-part proportions kept; not Shapley
+          values of log P(buy).
+        - ``"purchase"`` (two-part only): TreeSHAP of the purchase logit (exact Shapley values).
+        - ``"spend"`` (two-part only): TreeSHAP of log E[spend | purchase].
+
+    Additivity ``base_value + values.sum(axis=1) == output`` is checked on every explained
+    customer against the model's own prediction (xgboost computes in float32: a gap above
+    1e-4 * (1 + |output|) is a bug and raises ``RuntimeError``).
+    """
+    if part not in _REGRESSOR_PARTS:
+        raise ConfigError(f"unknown part {part!r}; choose one of {list(_REGRESSOR_PARTS)}")
+    if not isinstance(X, pd.DataFrame):
+        raise ModelInputError(f"X must be a pandas DataFrame of customers, got {type(X).__name__}")
+    if len(X) == 0:
+        raise ModelInputError("X has no rows: there is no customer to explain")
+
+    start = time.perf_counter()
+    model, to_model_input = _unwrap_regressor(pipeline_or_model)
+    Xm = to_model_input(X)
+    two_part = hasattr(model, "purchase_booster_")
+    if part != "total" and not two_part:
+        raise ConfigError(
+            f"part={part!r} needs a two-part model; {type(model).__name__} has one output: "
+            "use part='total'"
+        )
+
+    if two_part:
+        data, dm = _booster_input(model, model.purchase_booster_, Xm)
+        if part != "spend":
+            phi, z0 = _pred_contribs(model.purchase_booster_, dm)
+        if part != "purchase":
+            psi, m0 = _pred_contribs(model.spend_booster_, dm)
+            m0 += float(model.spend_log_offset_)
+        if part == "purchase":
+            contribs, base, label = phi, z0, METHOD_XGBOOST
+            output, note = OUTPUT_PURCHASE_LOGIT, "higher = more likely to buy"
+            expected = model.predict_purchase_logit(Xm)
+        elif part == "spend":
+            contribs, base, label = psi, m0, METHOD_XGBOOST
+            output, note = OUTPUT_LOG_SPEND_GIVEN_PURCHASE, "higher = spends more"
+            expected = model.predict_log_spend_given_purchase(Xm)
+        else:
+            z = z0 + phi.sum(axis=1)
+            slope = _log_sigmoid_secant(z0, z)
+            contribs = slope[:, None] * phi + psi
+            base = float(_log_sigmoid(np.array([z0]))[0]) + m0
+            label, output, note = METHOD_TWO_PART, OUTPUT_LOG_SPEND, "higher = spends more"
+            expected = model.predict_margin(Xm)
+    else:
+        booster = _log_link_booster(model)
+        data, dm = _booster_input(model, booster, Xm)
+        contribs, base = _pred_contribs(booster, dm)
+        base += float(getattr(model, "margin_offset_", 0.0))  # e.g. XGBTweedieCLV's balance
+        label, output, note = METHOD_XGBOOST, OUTPUT_LOG_SPEND, "higher = spends more"
+        expected = (
+            booster.predict(dm, output_margin=True, validate_features=False)
+            if _is_booster(model)
+            else model.predict_margin(Xm)
+        )
+
+    expected = np.asarray(expected, dtype=float)
+    gap = np.abs(base + contribs.sum(axis=1) - expected)
+    if np.any(gap > 1e-4 * (1.0 + np.abs(expected))):
+        raise RuntimeError(
+            f"SHAP values of {type(model).__name__} do not add up to its {output} "
+            f"(max gap {gap.max():.3g})"
+        )
+    values = pd.DataFrame(contribs, index=Xm.index, columns=list(data.columns))
+    return Explanation(
+        values=values,
+        base_value=float(base),
+        data=data.set_axis(Xm.index, axis=0),
+        method=label,
+        n_rows=len(values),
+        n_population=len(X),
+        seconds=time.perf_counter() - start,
+        is_sample=False,
+        raw_data=X if to_model_input is not _as_frame else None,
+        output=output,
+        output_note=note,
+    )
+
+
+def top_reasons(expl: Explanation, k: int = 3) -> pd.DataFrame:
+    """Each customer's ``k`` largest contributions to the explained output, largest first.
+
+    The output is ``expl.output``: risk for a churn model (rank 1 = strongest push towards
+    leaving), log expected spend for a CLV regressor (rank 1 = strongest push towards spending
+    more). One row per customer and rank: ``customer_id`` (the index of X), ``rank``,
+    ``feature``, ``value`` and ``contribution``. ``value`` is in the feature's own
     units when the explanation carries raw data with that column (numeric features of a
     pipeline), else the model-input value (a one-hot 0/1, a missing indicator). A customer with
-    fewer than ``k`` risk-raising features gets its least risk-lowering ones at the bottom ranks
-    (negative contributions).
+    fewer than ``k`` output-raising features gets its least output-lowering ones at the bottom
+    ranks (negative contributions).
     """
     values = expl.values.to_numpy(dtype=float)
     n, n_features = values.shape
@@ -206,7 +337,8 @@ def plot_beeswarm(expl: Explanation, max_display: int = 15) -> plt.Figure:
     shap.plots.beeswarm(
         _to_shap(expl), max_display=max_display, ax=ax, show=False, plot_size=None
     )
-    _decorate(fig, ax, expl, "contribution to predicted risk (higher = leaves sooner)")
+    note = f" ({expl.output_note})" if expl.output_note else ""
+    _decorate(fig, ax, expl, f"contribution to {expl.output}{note}")
     return fig
 
 
@@ -215,7 +347,7 @@ def plot_bar(expl: Explanation, max_display: int = 15) -> plt.Figure:
     n_shown = min(max_display, expl.values.shape[1])
     fig, ax = plt.subplots(figsize=(9, 1.6 + 0.42 * n_shown))
     _shap().plots.bar(_to_shap(expl), max_display=max_display, ax=ax, show=False)
-    _decorate(fig, ax, expl, "mean |contribution to predicted risk|")
+    _decorate(fig, ax, expl, f"mean |contribution to {expl.output}|")
     return fig
 
 
@@ -384,6 +516,57 @@ def _risk_function(model: Any) -> Any:
             _booster_input(model, booster, X)[1], output_margin=True
         )
     return model.predict_risk
+
+
+def _unwrap_regressor(obj: Any) -> tuple[Any, Any]:
+    """(model, raw X -> model input) for a CLV pipeline, regressor or bare booster."""
+    if hasattr(obj, "model_") and hasattr(obj, "transform"):
+        return _unwrap(obj)
+    if _is_booster(obj) or hasattr(obj, "booster_") or hasattr(obj, "purchase_booster_"):
+        return obj, _as_frame
+    raise ModelInputError(
+        f"cannot explain a {type(obj).__name__}: pass a fitted CLVPipeline, a fitted "
+        "XGBTweedieCLV / TwoPartCLV or an xgboost Booster"
+    )
+
+
+def _log_link_booster(model: Any) -> Any:
+    """The booster of a one-part CLV model, whose margin must be a log expected value."""
+    booster = model if _is_booster(model) else getattr(model, "booster_", None)
+    if booster is None:
+        raise ModelInputError(
+            f"{type(model).__name__} is not fitted (no booster_): fit it before explaining"
+        )
+    objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+    if objective not in _LOG_LINK_OBJECTIVES:
+        raise ModelInputError(
+            f"booster objective {objective!r} has no log link: its margin is not a log expected "
+            f"spend (expected one of {list(_LOG_LINK_OBJECTIVES)})"
+        )
+    return booster
+
+
+def _pred_contribs(booster: Any, dmatrix: Any) -> tuple[np.ndarray, float]:
+    """xgboost's TreeSHAP values (n, n_features) and its bias (the expected margin)."""
+    out = np.asarray(
+        booster.predict(dmatrix, pred_contribs=True, validate_features=False), dtype=float
+    )
+    return out[:, :-1], float(out[0, -1])
+
+
+def _log_sigmoid(z: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, -z)
+
+
+def _log_sigmoid_secant(z0: float, z: np.ndarray) -> np.ndarray:
+    """(log sigmoid(z) - log sigmoid(z0)) / (z - z0); the derivative where z is close to z0."""
+    dz = z - z0
+    near = np.abs(dz) < 1e-6
+    safe = np.where(near, 1.0, dz)
+    secant = (_log_sigmoid(z) - _log_sigmoid(np.full_like(z, z0))) / safe
+    # d/dz log sigmoid(z) = 1 - sigmoid(z), at the midpoint: error O(dz^2) below 1e-12
+    derivative = 1.0 - np.exp(_log_sigmoid(z0 + 0.5 * dz))
+    return np.where(near, derivative, secant)
 
 
 def _check_additive(model: Any, Xm: pd.DataFrame, base: float, values: np.ndarray) -> None:

@@ -7,6 +7,7 @@ and bootstrap intervals. Every model takes the path table of
 from __future__ import annotations
 
 from crm_models.models.attribution.bootstrap import METHODS, bootstrap_attribution
+from crm_models.models.attribution.data_driven import data_driven_attribution
 from crm_models.models.attribution.heuristics import (
     HEURISTIC_METHODS,
     RESULT_COLUMNS,
@@ -33,6 +34,7 @@ __all__ = [
     "bootstrap_attribution",
     "coalition_masks",
     "coalition_table",
+    "data_driven_attribution",
     "heuristic_attribution",
     "markov_attribution",
     "removal_effects",

@@ -18,11 +18,12 @@ import pandas as pd
 
 from crm_models.errors import ConfigError, DataError
 from crm_models.features.paths import DEFAULT_SEP, EncodedPaths, encode_paths
+from crm_models.models.attribution.data_driven import data_driven_attribution
 from crm_models.models.attribution.heuristics import HEURISTIC_METHODS, heuristic_attribution
 from crm_models.models.attribution.markov import markov_attribution
 from crm_models.models.attribution.shapley import shapley_attribution
 
-METHODS: tuple[str, ...] = (*HEURISTIC_METHODS, "markov", "shapley")
+METHODS: tuple[str, ...] = (*HEURISTIC_METHODS, "markov", "shapley", "data_driven")
 
 
 def _method(method: str, kwargs: dict[str, Any]) -> Callable[[EncodedPaths], pd.DataFrame]:
@@ -32,6 +33,8 @@ def _method(method: str, kwargs: dict[str, Any]) -> Callable[[EncodedPaths], pd.
         return lambda enc: markov_attribution(enc, **kwargs)
     if method == "shapley":
         return lambda enc: shapley_attribution(enc, **kwargs)
+    if method == "data_driven":
+        return lambda enc: data_driven_attribution(enc, **kwargs)
     raise ConfigError(f"unknown attribution method {method!r}; expected one of {METHODS}")
 
 
@@ -56,8 +59,8 @@ def bootstrap_attribution(
         journeys_or_paths: a journeys table (:func:`~crm_models.features.paths.build_journeys`)
             or a path table (integer counts: they are resampled as journeys).
         method: one of :data:`METHODS` (``first``, ``last``, ``linear``, ``time_decay``,
-            ``position``, ``markov``, ``shapley``); ``kwargs`` go to it (e.g. ``order=2``,
-            ``ordered=True``, ``half_life=3``).
+            ``position``, ``markov``, ``shapley``, ``data_driven``); ``kwargs`` go to it (e.g.
+            ``order=2``, ``ordered=True``, ``half_life=3``, ``features="counts"``).
         ci: the central percentile interval's coverage.
 
     Returns:
