@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from crm_models.cli import app
 
+REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["run"], ["data"], ["data", "validate"], ["data", "synth"], ["tune"], ["export"], ["serve"], ["ui"]],
+    [
+        [], ["run"], ["data"], ["data", "validate"], ["data", "synth"], ["tune"], ["compare"],
+        ["export"], ["serve"], ["score"], ["ui"],
+    ],
 )
 def test_every_subcommand_has_help(args):
     result = runner.invoke(app, [*args, "--help"])
@@ -26,7 +31,7 @@ def test_every_subcommand_has_help(args):
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "crm_models.cli", *args], capture_output=True, text=True, cwd=cwd,
-        timeout=300,
+        timeout=300, check=False,
     )
 
 
@@ -46,10 +51,20 @@ def test_missing_config_file_exits_non_zero_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_planned_verbs_say_so_and_exit_non_zero():
-    result = runner.invoke(app, ["tune", "configs/churn_survival.yaml"])
-    assert result.exit_code == 1
-    assert "not available yet" in result.output
+def test_tune_without_a_tune_section_exits_2_saying_what_to_add(tmp_path):
+    proc = _cli("tune", str(REPO / "configs" / "churn_survival.yaml"), "--trials", "1", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "no tune: section" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_serve_and_score_reject_a_bad_model_spec_without_traceback(tmp_path):
+    (tmp_path / "in.csv").write_text("recency_days\n1.0\n")
+    for args in (["serve", "churn"], ["score", "churn", "-i", "in.csv", "-o", "out.csv"]):
+        proc = _cli(*args, cwd=tmp_path)
+        assert proc.returncode == 1, args
+        assert "expected NAME@ALIAS" in proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_synth_writes_all_tables_and_is_reproducible(tmp_path):
@@ -99,3 +114,6 @@ def test_ui_serves_the_local_store_on_loopback(tmp_path):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    # the UI's uvicorn child stopped with it: the port is free again
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -350,6 +350,14 @@ def test_gamma_gamma_spend_and_clv_match_lifetimes() -> None:
         gg.customer_lifetime_value(bg, CUSTOMERS, 12, 0.01, margin=0.3),
         0.3 * gg.customer_lifetime_value(bg, CUSTOMERS, 12, 0.01),
     )
+    # Spend read from another table (e.g. zero-value repeat buyers recoded as one-time buyers).
+    recoded = CUSTOMERS.assign(frequency=[0, 2, 1, 0, 29, 3])
+    clv = gg.customer_lifetime_value(bg, CUSTOMERS, 12, 0.01, spend_summary=recoded)
+    spend = gg.predict_spend(recoded)
+    np.testing.assert_allclose(
+        clv,
+        spend / gg.predict_spend(CUSTOMERS) * gg.customer_lifetime_value(bg, CUSTOMERS, 12, 0.01),
+    )
 
 
 def test_standard_errors_match_lifetimes_hessian(fitted: dict) -> None:
@@ -713,3 +721,15 @@ def test_numerical_gradient_path_reaches_the_same_optimum(cdnow: pd.DataFrame) -
     for name, value in analytic.params_.items():
         assert numeric.params_[name] == pytest.approx(value, rel=1e-5)
     np.testing.assert_allclose(numeric.summary()["se"], analytic.summary()["se"], rtol=1e-3)
+
+
+def test_log_likelihood_at_given_parameters_matches_the_fit(
+    fitted: dict, cdnow: pd.DataFrame
+) -> None:
+    for name in ("bgnbd", "pareto", "gamma_gamma"):
+        model = fitted[name]
+        assert model.log_likelihood(cdnow) == pytest.approx(model.log_likelihood_, rel=1e-12)
+        moved = {k: v * 1.05 for k, v in model.params_.items()}
+        assert model.log_likelihood(cdnow, params=moved) < model.log_likelihood_
+    # FHL 2005 at the published (rounded) estimates: -9582.4.
+    assert round(BetaGeo().log_likelihood(cdnow, params=BGNBD), 1) == -9582.4

@@ -47,3 +47,38 @@ def test_package_versions_and_git_commit():
     v = tracking.package_versions()
     assert "mlflow" in v and "pandas" in v and "python" in v
     assert "git_commit" in tracking.git_commit()
+
+
+def test_start_run_ends_failed_or_killed_with_the_error_and_nests_under_the_parent(tmp_path, monkeypatch):
+    import mlflow
+    import pytest as _pytest
+    from mlflow.tracking import MlflowClient
+
+    from crm_models.config import parse_config
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_config({"name": "t", "tracking": {"experiment": "tracking_test"}})
+
+    class Pruned(Exception):
+        pass
+
+    with tracking.start_run(cfg, run_name="parent") as parent:
+        with _pytest.raises(ValueError), tracking.start_run(cfg, run_name="bad", nested=True):
+            raise ValueError("boom")
+        failed = tracking.last_run_id()
+        with _pytest.raises(Pruned), tracking.start_run(
+            cfg, run_name="pruned", nested=True, killed_on=(Pruned,)
+        ):
+            raise Pruned("at round 10")
+        killed = tracking.last_run_id()
+        assert mlflow.active_run().info.run_id == parent.info.run_id
+    client = MlflowClient()
+    bad, pruned = client.get_run(failed), client.get_run(killed)
+    assert (bad.info.status, pruned.info.status) == ("FAILED", "KILLED")
+    assert bad.data.tags["error"] == "ValueError: boom"
+    assert pruned.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    # a finished run can be reopened (a resumed study's parent)
+    with tracking.start_run(cfg, run_id=parent.info.run_id) as again:
+        assert again.info.run_id == parent.info.run_id

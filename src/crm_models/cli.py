@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -47,6 +48,31 @@ def _user_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _run_server(cmd: list[str], env: dict[str, str] | None = None) -> int:
+    """Run a server command until it exits; SIGTERM or Ctrl-C here stops its whole process group.
+
+    ``mlflow ui`` / ``mlflow models serve`` start uvicorn as a child: terminating only this process
+    would leave both running and holding the port.
+    """
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -158,12 +184,95 @@ def data_synth(
 @_user_errors
 def tune(
     config: Annotated[Path, typer.Argument(help="Experiment YAML with a tune: section")],
-    trials: Annotated[int, typer.Option(help="Number of Optuna trials")] = 20,
-    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the study stored under mlruns/")] = False,
+    trials: Annotated[
+        int | None, typer.Option(help="New Optuna trials to run (default: tune.trials)")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting trials after this many seconds")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the stored study of this config")
+    ] = False,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: --set tune.validation_size=0.25"),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Tune a config's hyperparameters with Optuna; each trial is a nested MLflow run."""
-    raise CrmModelsError("`crm-models tune` is not available yet (planned: issue #6)")
+    """Tune a config's model.params with Optuna; trials are nested MLflow runs.
+
+    TPE sampling and median pruning over the config's tune.space. Trials are scored on a validation
+    share of the training customers; the best params are then refit and scored on the test set.
+    The study lives in SQLite next to the tracking store: --resume continues it.
+    """
+    _setup_logging(verbose)
+    from crm_models.config import load_config
+    from crm_models.tuning import tune as run_tuning
+
+    cfg = load_config(config, set_)
+    typer.echo(f"tuning {cfg.name} (task {cfg.task}, model {cfg.model.name}) ...")
+    r = run_tuning(cfg, trials=trials, timeout=timeout, resume=resume)
+    typer.echo("")
+    typer.echo(
+        f"study {r.study_name}: {r.n_trials} trials ({r.new_trials} new; {r.n_complete} complete, "
+        f"{r.n_pruned} pruned, {r.n_failed} failed) in {r.storage}"
+    )
+    typer.echo(f"best val_{r.metric} ({r.direction}): {r.best_value:.4f}")
+    for key, value in sorted(r.best_params.items()):
+        typer.echo(f"  {key} = {value}")
+    if r.metric in r.test_metrics:
+        typer.echo(f"refit on all training customers: test {r.metric} {r.test_metrics[r.metric]:.4f}")
+    typer.echo(f"parent run: {r.parent_run_id}   refit run: {r.refit_run_id}")
+    typer.echo(f"export it:  crm-models export {r.refit_run_id} --name {r.study_name}")
+
+
+@app.command()
+@_user_errors
+def compare(
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment (default: every experiment)")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Only runs of this task (tag `task`)")] = None,
+    metric: Annotated[
+        str | None, typer.Option(help="Rank by this metric (default: the task's primary metric)")
+    ] = None,
+    direction: Annotated[
+        str | None, typer.Option(help="maximize or minimize (default: from the task / metric name)")
+    ] = None,
+    top: Annotated[int | None, typer.Option(help="Show and write the best N runs only")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write leaderboard.csv/.md to this directory instead of logging a run"),
+    ] = None,
+) -> None:
+    """Leaderboard of finished runs ranked by the task's primary metric, with the key params.
+
+    Written as leaderboard.csv + leaderboard.md: artifacts of a small `leaderboard` run in the
+    experiment (default), or files in --output.
+    """
+    from crm_models.tracking import leaderboard, log_leaderboard
+
+    if direction not in (None, "maximize", "minimize"):
+        raise CrmModelsError(f"--direction must be maximize or minimize, got {direction!r}")
+    board = leaderboard(experiment, task=task, metric=metric, direction=direction, top=top)
+    shown = board.frame
+    # the terminal shows params that differ between runs; the files keep them all
+    constant = [
+        c for c in shown.columns
+        if c.startswith("model.params.") and shown[c].astype(str).nunique() <= 1
+    ]
+    view = type(board)(shown.drop(columns=constant), board.metric, board.direction, board.experiments)
+    typer.echo(
+        f"{len(shown)} runs of {', '.join(board.experiments)} ranked by {board.metric} "
+        f"({board.direction}):"
+    )
+    typer.echo(view.to_markdown())
+    if output is not None:
+        paths = board.write(output)
+        typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
+    else:
+        run_id = log_leaderboard(board)
+        typer.echo(f"logged leaderboard.csv/.md as artifacts of run {run_id}")
 
 
 @app.command()
@@ -173,18 +282,66 @@ def export(
     name: Annotated[str, typer.Option(help="Registered model name")],
     alias: Annotated[str, typer.Option(help="Registry alias to set")] = "champion",
 ) -> None:
-    """Register a run's model (preprocessing + model) in the MLflow registry."""
-    raise CrmModelsError("`crm-models export` is not available yet (planned: issue #6)")
+    """Register a run's model (fitted preprocessing + model pyfunc) and set an alias."""
+    from crm_models.serving import export_run
+
+    r = export_run(run_id, name, alias or None)
+    typer.echo(f"registered {r.name} version {r.version} from run {r.run_id}")
+    for key in sorted(r.tags):
+        typer.echo(f"  {key} = {r.tags[key]}")
+    typer.echo(f"alias: {r.uri}")
+    typer.echo(f"serve it:  crm-models serve {r.name}@{r.alias}" if r.alias else "")
 
 
 @app.command()
 @_user_errors
 def serve(
     model: Annotated[str, typer.Argument(help="NAME@ALIAS of a registered model")],
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1")] = 5001,
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 5001,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default)")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(help="Server worker processes")] = 1,
 ) -> None:
-    """Serve a registered model over HTTP on 127.0.0.1."""
-    raise CrmModelsError("`crm-models serve` is not available yet (planned: issue #6)")
+    """Serve a registered model over HTTP (`mlflow models serve --env-manager local`).
+
+    POST JSON to /invocations, e.g. {"dataframe_split": {"columns": [...], "data": [[...]]},
+    "params": {"horizons_days": [30, 90]}}; GET /ping for health.
+    """
+    from crm_models.serving import is_loopback, serve_command
+
+    cmd, env = serve_command(model, host=host, port=port, workers=workers)
+    if not is_loopback(host):
+        typer.echo(f"warning: binding {host}: the model is reachable from other machines", err=True)
+    typer.echo(f"serving {cmd[4]} on http://{host}:{port}/invocations (Ctrl-C to stop)")
+    raise typer.Exit(_run_server(cmd, env))
+
+
+@app.command()
+@_user_errors
+def score(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS of a registered model")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Feature rows: CSV or Parquet")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Predictions: .csv or .parquet")],
+    chunk_rows: Annotated[int, typer.Option(help="Rows per chunk (memory is bounded by it)")] = 100_000,
+    params: Annotated[
+        str | None,
+        typer.Option(help='Inference params as JSON, e.g. \'{"horizons_days": [30, 90]}\''),
+    ] = None,
+) -> None:
+    """Batch-score a file with a registered model, chunk by chunk, with a progress bar."""
+    import json
+
+    from crm_models.serving import score_file
+
+    parsed = None
+    if params:
+        try:
+            parsed = json.loads(params)
+        except json.JSONDecodeError as exc:
+            raise CrmModelsError(f"--params is not valid JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise CrmModelsError("--params must be a JSON object, e.g. {\"horizons_days\": [30]}")
+    r = score_file(model, input, output, chunk_rows=chunk_rows, params=parsed)
+    typer.echo(f"scored {r.rows:,} rows in {r.chunks} chunks in {r.seconds:.1f}s -> {r.output}")
 
 
 @app.command()
@@ -204,7 +361,7 @@ def ui(
         raise CrmModelsError("the `mlflow` command is not on PATH; install the project first")
     typer.echo(f"MLflow UI for {uri} on http://127.0.0.1:{port} (Ctrl-C to stop)")
     cmd = [mlflow_bin, "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
-    raise typer.Exit(subprocess.call(cmd))
+    raise typer.Exit(_run_server(cmd))
 
 
 def main() -> None:  # pragma: no cover - entry point for `python -m crm_models.cli`

@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 # --- registries a config names models by (task "clv"); ML regressors live in regressors.py ---
-from crm_models.models.clv.regressors import (  # noqa: E402
+from crm_models.models.clv.regressors import (
     REGRESSORS,
     CLVPipeline,
     TwoPartCLV,

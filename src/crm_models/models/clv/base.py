@@ -8,10 +8,11 @@ penalizer, standard errors from that Hessian, the convergence report, ``summary(
 Gauss hypergeometric function that does not overflow (the BG/NBD expectations need it).
 
 A model subclass declares ``_param_names``, implements ``_prepare`` (its columns, validated),
-``_log_likelihood`` (per row, natural parameters; with ``gradient=True`` also the per-row gradient,
-shape (params, rows), when ``_has_gradient``; otherwise the gradient is numerical),
-``_initial_params``, optionally ``_precompute`` (parameter-free arrays reused at every evaluation),
-and adds its predictions.
+``_log_likelihood`` (per row, natural parameters; with ``gradient=True`` also the gradient of
+the weighted total, sum_i weights_i d ll_i / d params, when ``_has_gradient``; otherwise the
+gradient is numerical), ``_initial_params``, optionally ``_precompute`` (parameter-free arrays
+reused at every evaluation; the compressed rows' counts are ``data["weights"]``), and adds its
+predictions.
 """
 
 from __future__ import annotations
@@ -221,17 +222,14 @@ def compress(data: dict[str, np.ndarray], weights: np.ndarray) -> tuple[dict, np
     The likelihood depends on a customer only through these columns, so duplicates (most
     one-time buyers share x = t_x = 0 and one of a few T) are evaluated once.
     """
-    keys = list(data)
-    cols = np.column_stack([data[k] for k in keys])
-    order = np.lexsort(cols.T[::-1])
-    cols, w = cols[order], weights[order]
-    new = np.ones(len(cols), dtype=bool)
-    new[1:] = (cols[1:] != cols[:-1]).any(axis=1)
-    starts = np.flatnonzero(new)
-    w = np.add.reduceat(w, starts)
-    keep = w > 0
-    unique = cols[starts][keep]
-    return {k: unique[:, j].copy() for j, k in enumerate(keys)}, w[keep]
+    # pandas' hash-based grouping is ~3x faster than np.lexsort on large tables; sort=True puts
+    # the distinct rows in a canonical order, so the input's row order does not change the fit.
+    group = pd.DataFrame(data).groupby(list(data), sort=True).ngroup().to_numpy()
+    w = np.bincount(group, weights=weights)
+    member = np.empty(len(w), dtype=np.int64)
+    member[group] = np.arange(len(group))  # any row of a group: they are equal
+    keep = member[w > 0]
+    return {k: v[keep] for k, v in data.items()}, w[w > 0]
 
 
 # --- the Gauss hypergeometric function ------------------------------------------------------------
@@ -411,7 +409,7 @@ class BTYDModel(BaseEstimator):
 
     _param_names: ClassVar[tuple[str, ...]] = ()
     _has_gradient: ClassVar[bool] = False
-    """Whether ``_log_likelihood(..., gradient=True)`` returns the analytic per-row gradient."""
+    """Whether ``_log_likelihood(..., gradient=True)`` returns the analytic gradient."""
 
     def __init__(self, penalizer_coef: float = 0.0, maxiter: int = 1000, tol: float = 1e-6):
         self.penalizer_coef = penalizer_coef
@@ -429,7 +427,10 @@ class BTYDModel(BaseEstimator):
         return None
 
     def _log_likelihood(self, params: np.ndarray, data: dict, gradient: bool = False) -> Any:
-        """Per-row log-likelihood; with ``gradient`` also its gradient, (params, rows)."""
+        """Per-row log-likelihood; with ``gradient`` also sum_i weights_i d ll_i / d params.
+
+        ``data`` holds the model's columns (distinct rows) and ``data["weights"]`` their counts.
+        """
         raise NotImplementedError
 
     def _initial_params(self, data: dict, weights: np.ndarray) -> np.ndarray:
@@ -469,6 +470,7 @@ class BTYDModel(BaseEstimator):
             if w.sum() <= 0:
                 raise ModelInputError(f"{TABLE}: no row {name} can be fitted on")
         data, w = compress(data, w)
+        data["weights"] = w
         data = self._precompute(data)
         total = float(w.sum())
         pen = float(self.penalizer_coef)
@@ -484,9 +486,9 @@ class BTYDModel(BaseEstimator):
             def value_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
                 p = np.exp(theta)
                 with np.errstate(all="ignore"):
-                    ll, G = self._log_likelihood(p, data, gradient=True)
+                    ll, g = self._log_likelihood(p, data, gradient=True)
                     value = -(w @ ll) / total + pen * (p @ p)
-                    grad = -(np.asarray(G) @ w) / total * p + 2 * pen * p * p
+                    grad = -g / total * p + 2 * pen * p * p
                 if not (np.isfinite(value) and np.isfinite(grad).all()):
                     return np.inf, np.zeros_like(theta)
                 return float(value), grad
@@ -554,7 +556,7 @@ class BTYDModel(BaseEstimator):
         )
         theta, iterations, evaluations = res.x, int(res.nit), int(res.nfev)
         message = f"L-BFGS-B: {res.message}"
-        f_val, g = objective(theta), grad(theta)
+        f_val, g = float(res.fun), np.asarray(res.jac, dtype=float)  # at res.x
         budget = int(self.maxiter) - iterations
         newton = 0
         # Newton steps only when L-BFGS-B stopped short of its own target; further polishing
@@ -645,6 +647,26 @@ class BTYDModel(BaseEstimator):
     def _params(self) -> tuple[float, ...]:
         check_is_fitted(self, "params_")
         return tuple(self.params_[n] for n in self._param_names)
+
+    def log_likelihood(
+        self, summary: pd.DataFrame, weights: Any = None, params: dict | None = None
+    ) -> float:
+        """Total log-likelihood of ``summary`` (weights applied) at the fitted parameters, or at
+        ``params`` (a dict like ``params_``); the rows a fit would use, validated the same way."""
+        if params is None:
+            values = np.asarray(self._params(), dtype=float)
+        else:
+            values = np.array([float(params[n]) for n in self._param_names])
+        summary = as_summary(summary)
+        data = self._prepare(summary, fit=True)
+        w = row_weights(summary, weights)
+        keep = self._fit_rows(data)
+        if keep is not None:
+            data, w = {k: v[keep] for k, v in data.items()}, w[keep]
+        data, w = compress(data, w)
+        data["weights"] = w
+        with np.errstate(all="ignore"):
+            return float(w @ self._log_likelihood(values, self._precompute(data)))
 
     def summary(self) -> pd.DataFrame:
         """Estimates with standard errors and Wald 95% intervals, one row per parameter."""

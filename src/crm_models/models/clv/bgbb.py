@@ -152,7 +152,7 @@ class BetaGeoBetaBinom(BTYDModel):
                 [digamma(delta) - digamma(gamma + delta)],
             ]
         )
-        return ll, G
+        return ll, G @ data["weights"]
 
     # -- predictions ---------------------------------------------------------------------------
 

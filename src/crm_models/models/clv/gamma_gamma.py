@@ -110,7 +110,7 @@ class GammaGamma(BTYDModel):
                 q / v - (px + q) / (v + m * x),
             ]
         )
-        return ll, G
+        return ll, G @ data["weights"]
 
     def predict_spend(self, summary: pd.DataFrame) -> np.ndarray:
         """E[mean spend per transaction | frequency, monetary_value] per customer (note eq. 5).
@@ -134,6 +134,7 @@ class GammaGamma(BTYDModel):
         margin: float = 1.0,
         time_unit_days: float = 7.0,
         period_days: float = 365.25 / 12,
+        spend_summary: pd.DataFrame | None = None,
     ) -> np.ndarray:
         """Discounted expected margin per customer over ``horizon`` periods.
 
@@ -152,6 +153,8 @@ class GammaGamma(BTYDModel):
             margin: profit margin applied to the spend (1.0 = revenue).
             time_unit_days: length of the summary's time unit in days (7 for weeks).
             period_days: length of one discounting period in days (default a mean month).
+            spend_summary: the rows ``predict_spend`` reads, if not ``summary`` (same customers,
+                same order; e.g. with repeat buyers of zero spend recoded as one-time buyers).
         """
         if not (isinstance(horizon, int | np.integer) and horizon >= 1):
             raise ModelInputError(f"horizon must be a positive number of periods, got {horizon}")
@@ -159,7 +162,12 @@ class GammaGamma(BTYDModel):
             raise ModelInputError(f"discount_rate must be > -1, got {discount_rate}")
         if not (time_unit_days > 0 and period_days > 0):
             raise ModelInputError("time_unit_days and period_days must be positive")
-        spend = self.predict_spend(summary) * margin
+        spend_rows = summary if spend_summary is None else spend_summary
+        if len(spend_rows) != len(summary):
+            raise ModelInputError(
+                f"spend_summary has {len(spend_rows)} rows but summary has {len(summary)}"
+            )
+        spend = self.predict_spend(spend_rows) * margin
         step = period_days / time_unit_days
         clv = np.zeros(len(spend))
         previous = np.zeros(len(spend))

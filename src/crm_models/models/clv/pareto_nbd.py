@@ -22,15 +22,20 @@ summary's time unit). Data per customer: x = frequency, t_x = recency, T.
   decreasing faster than z^k and a sum below 1/(1-z); hence
   alpha >= beta: F(t) = (alpha+t)^-(r+x) (beta+t)^-s S(t),
   alpha <  beta: F(t) = (alpha+t)^-(r+x-1) (beta+t)^-(s+1) S(t),
-  S the transformed series (``base.log_hyp2f1``), everything in logs, A0 as a log-difference.
+  S the transformed series, everything in logs, A0 as a log-difference. The number of terms a
+  row needs is found beforehand (t_k is a ratio of gamma functions in closed form), so rows
+  are summed as matrices in groups of equal length; F depends on a customer only through
+  (x, t), evaluated once per distinct pair (CDNOW: 1,726 (x, t_x) and 979 (x, T) pairs for
+  23,570 customers). The gradient is analytic: d log S / d(B, C, z) from the same terms.
 - P(alive | x, t_x, T) (eq. 36-37) = (alpha+T)^-(r+x) (beta+T)^-s / [the bracket of L].
 - E[Y(t) | x, t_x, T] (eq. 41) = P(alive) (r+x)(beta+T) / ((alpha+T)(s-1))
       * [1 - ((beta+T)/(beta+T+t))^(s-1)]   (the s -> 1 limit is a logarithm).
 - E[X(t)] (eq. 27) = r beta / (alpha (s-1)) * [1 - (beta/(beta+t))^(s-1)].
 - P(X(t) = n) for a new customer = NB(n; r, alpha/(alpha+t)) (beta/(beta+t))^s
       + integral_0^t NB(n; r, alpha/(alpha+u)) s beta^s (beta+u)^-(s+1) du
-  (alive at t with n purchases, or died at u < t after n): the integral by Gauss-Legendre
-  quadrature (the note's closed form, eq. 21-25, subtracts nearly equal series).
+  (alive at t with n purchases, or died at u < t after n): the integral by 256-point
+  Gauss-Legendre quadrature (the note's closed form subtracts nearly equal sums of 2F1 terms);
+  checked against adaptive quadrature to ~1e-14 and by sum_n P = 1, sum_n n P = E[X(t)].
 - E[lambda | x, t_x, T]: the same bracket with r+x -> r+x+1 in the lambda factor, times r+x,
   over the bracket of L (the posterior of lambda mixes Gamma(r+x, alpha+u) over the death time u).
 """
@@ -51,9 +56,8 @@ _LEGENDRE_NODES, _LEGENDRE_WEIGHTS = roots_legendre(256)
 
 
 _MAX_TERMS = 2**14
-"""Series terms per row at most; beyond (z within ~2e-3 of 1 with few purchases, e.g.
-max(alpha, beta) / min(alpha, beta) above ~500 at t = 0) the rest is added as a geometric tail
-with the last term ratio."""
+"""Series terms per row at most (reached only for z within ~1e-3 of 1 with few purchases, e.g.
+max(alpha, beta) / min(alpha, beta) above ~1000 at t = 0); the rest is the added tail estimate."""
 
 
 _GRID = np.unique(np.ceil(8 * 1.25 ** np.arange(40))).astype(int)
@@ -67,10 +71,13 @@ def _euler_series(
     """log S, S = 2F1(1, B; C; z) = sum_k t_k, t_k = prod_{j<k} (B+j)/(C+j) z, for 0 < B <= C and
     0 <= z < 1.
 
-    The term ratios increase towards z, so the tail after term K is below
-    t_K q/(1-q) + t_2K z/(1-z), q the ratio at 2K: the number of terms each row needs is known
-    in advance (t_K in closed form), and rows are summed in groups of about that length as one
-    matrix, without an iteration loop. With ``gradient``, also the derivatives of
+    The term ratios q_k = (B+k)/(C+k) z increase towards z. Each row is summed to the first K
+    (on a grid 25% apart) whose tail estimate t_K q_K/(1-q_K) is below 1e-15, and that estimate
+    is added; the true tail lies between it and t_K z/(1-z), so the error is below
+    1e-15 z(1-q_K)/(q_K(1-z)) of S (5e-14 at z = 0.98, q_K = 0.5): bounding the tail instead costs
+    ~3x the terms. t_K has a closed form (gamma functions), so K is found beforehand by
+    bisection, and rows are summed in groups of equal length as matrices, without an iteration
+    loop over terms. With ``gradient``, also the derivatives of
     log S with respect to B, C and z (columns), from the same terms: d log t_k/dB =
     sum_{j<k} 1/(B+j), d/dC = -sum_{j<k} 1/(C+j), d/dz = k/z; the double sums are taken as
     sum_j 1/(B+j) * (t_{j+1} + t_{j+2} + ...), one cumulative sum for both.
@@ -78,33 +85,29 @@ def _euler_series(
     n = len(z)
     log_s = np.zeros(n)
     grad = np.zeros((n, 3)) if gradient else None
-    # Terms needed: first from the geometric bound t_K <= z^K; where that is long (z near 1),
-    # the bound above with log t_K = lgamma(B+K) - lgamma(B) + lgamma(C) - lgamma(C+K) + K log z
-    # (terms of rows with large counts, C >> B, vanish long before z^K does).
-    with np.errstate(divide="ignore"):
+    # An upper end for K from the geometric bound t_K <= z^K (rows with large counts, C >> B,
+    # need far fewer terms: their ratios start near B/C).
+    with np.errstate(divide="ignore", invalid="ignore"):  # z = 0 rows need no terms
         log_z = np.log(z)
-        log_z_tail = log_z - np.log1p(-z)  # log z/(1-z)
-        need = (np.log(1e-17) - log_z_tail) / log_z
+        need = (np.log(1e-15) - log_z + np.log1p(-z)) / log_z
     pick = np.minimum(np.searchsorted(_GRID, need), len(_GRID) - 1)
-    long = np.flatnonzero((_GRID[pick] > 32) & (z > 0))
+    long = np.flatnonzero((_GRID[pick] > 16) & (z > 0))
     if long.size:
-        b, c, lz, lzt = B[long], C[long], log_z[long], log_z_tail[long]
+        b, c, lz = B[long], C[long], log_z[long]
         base = gammaln(c) - gammaln(b)
 
-        def log_tail_bound(K: np.ndarray) -> np.ndarray:
-            log_t = gammaln(b + K) - gammaln(c + K) + base + K * lz
-            log_t2 = gammaln(b + 2 * K) - gammaln(c + 2 * K) + base + 2 * K * lz
-            q = (b + 2 * K) / (c + 2 * K) * np.exp(lz)
-            return np.logaddexp(log_t + np.log(q) - np.log1p(-q), log_t2 + lzt)
+        def log_tail_estimate(K: np.ndarray) -> np.ndarray:
+            q = (b + K) / (c + K) * z[long]
+            return gammaln(b + K) - gammaln(c + K) + base + K * lz + np.log(q) - np.log1p(-q)
 
-        # Bisection over the grid for the first K whose bound holds (it decreases in K).
+        # Bisection over the grid for the first K whose estimate is small (it decreases in K).
         lo = np.zeros(long.size, dtype=int)
-        hi = pick[long].copy()  # the geometric bound holds there
+        hi = pick[long].copy()
         while (lo < hi).any():
             mid = (lo + hi) // 2
-            holds = log_tail_bound(_GRID[mid].astype(float)) < np.log(1e-16)
-            hi = np.where(holds, mid, hi)
-            lo = np.where(holds, lo, mid + 1)
+            small = log_tail_estimate(_GRID[mid].astype(float)) < np.log(1e-15)
+            hi = np.where(small, mid, hi)
+            lo = np.where(small, lo, mid + 1)
         pick[long] = hi
     size = np.where(z > 0, _GRID[pick], 0)
     if gradient:
@@ -227,8 +230,7 @@ class ParetoNBD(BTYDModel):
     """Pareto/NBD (Schmittlein, Morrison & Colombo 1987); parameters ``r, alpha, s, beta``.
 
     Fit on a btyd summary with columns ``frequency``, ``recency``, ``T`` (formulas and numerics in
-    the module docstring). The gradient is numerical (central differences of the vectorized
-    log-likelihood).
+    the module docstring). The log-likelihood gradient is analytic (the series' derivatives).
     """
 
     _param_names = ("r", "alpha", "s", "beta")
@@ -277,7 +279,7 @@ class ParetoNBD(BTYDModel):
                 s / beta + d[:, 3],
             ]
         )
-        return head + bracket, G
+        return head + bracket, G @ data["weights"]
 
     # -- predictions ---------------------------------------------------------------------------
 

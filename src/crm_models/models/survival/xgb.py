@@ -90,6 +90,7 @@ class _XGBSurvivalBase(SurvivalEstimator):
         random_state: int = 0,
         early_stopping_rounds: int | None = None,
         validation_fraction: float = 0.1,
+        callbacks: list[Any] | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -107,6 +108,7 @@ class _XGBSurvivalBase(SurvivalEstimator):
         self.random_state = random_state
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
+        self.callbacks = callbacks
 
     def _max_delta_step(self) -> float:
         # survival:cox takes unbounded Newton steps: with every margin at 0 the earliest churners
@@ -197,6 +199,7 @@ class _XGBSurvivalBase(SurvivalEstimator):
             evals=evals,
             early_stopping_rounds=rounds,
             verbose_eval=False,
+            callbacks=list(self.callbacks or []),
         )
         if rounds:
             self.best_iteration_ = int(booster.best_iteration)
@@ -271,6 +274,8 @@ class XGBSurvival(_XGBSurvivalBase):
     early_stopping_rounds : if set, hold out ``validation_fraction`` of the training rows and
         stop when the validation negative log-likelihood has not improved for this many rounds;
         ``best_iteration_`` is kept and ``booster_`` is truncated to it.
+    callbacks : xgboost ``TrainingCallback`` objects run during boosting (tuning uses one to
+        report validation C-index and prune trials).
     """
 
     def __init__(
@@ -292,6 +297,7 @@ class XGBSurvival(_XGBSurvivalBase):
         random_state: int = 0,
         early_stopping_rounds: int | None = None,
         validation_fraction: float = 0.1,
+        callbacks: list[Any] | None = None,
     ) -> None:
         self.objective = objective
         super().__init__(
@@ -311,6 +317,7 @@ class XGBSurvival(_XGBSurvivalBase):
             random_state=random_state,
             early_stopping_rounds=early_stopping_rounds,
             validation_fraction=validation_fraction,
+            callbacks=callbacks,
         )
 
 
