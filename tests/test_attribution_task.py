@@ -22,16 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 METHODS = ["first", "last", "linear", "time_decay", "position", "markov", "shapley", "data_driven"]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("attribution")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    mp.setenv("CRM_MODELS_ID_SALT", "test-salt")
-    mp.chdir(root)
-    yield root
-    mp.undo()
-
 
 def _overrides(store: Path, *extra: str) -> list[str]:
     return [f"data.synthetic.dir={store / 'data'}", "data.synthetic.customers=4000",

@@ -30,16 +30,6 @@ SUITE_PLOTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("configs")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    mp.setenv("CRM_MODELS_ID_SALT", "test-salt")
-    mp.chdir(root)
-    yield root
-    mp.undo()
-
 
 def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
     out: set[str] = set()

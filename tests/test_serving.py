@@ -34,16 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serving")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    mp.setenv("CRM_MODELS_ID_SALT", "test-salt")
-    mp.chdir(root)
-    yield root
-    mp.undo()
-
 
 @pytest.fixture(scope="module")
 def exported(store):
