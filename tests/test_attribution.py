@@ -286,6 +286,35 @@ def test_markov_collapses_repeats() -> None:
     )
 
 
+def test_dense_order1_route_equals_the_sparse_removal_solves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Order 1 counts transitions with one bincount and reads every removal effect off one
+    fundamental matrix; the general route restricts the chain per channel and solves it with
+    SuperLU. Same chain, same answer to rounding, with and without collapsing repeats, with
+    dead-end channels, paths that never convert and zero-count rows."""
+    from crm_models.models.attribution import markov as markov_module
+
+    rng = np.random.default_rng(11)
+    tables = [_random_table(seed) for seed in (12, 13)]
+    repeats = _random_table(14).assign(path=lambda t: t["path"].str.replace("tv", "tv > tv"))
+    dead = _paths([("a > b", 2, 0, 9.0), ("z", 0, 4, 0.0), ("b > z", 0, 1, 0.0), ("a", 0, 0, 0.0)])
+    for table in [*tables, repeats, dead]:
+        table = table.assign(value=table["value"] * rng.uniform(0.5, 1.5, len(table)))
+        for collapse in (True, False):
+            dense = markov_attribution(table, collapse_repeats=collapse)
+            with monkeypatch.context() as m:
+                m.setattr(markov_module, "DENSE_MAX_CHANNELS", 0)
+                sparse = markov_attribution(table, collapse_repeats=collapse)
+            pd.testing.assert_frame_equal(
+                dense, sparse, check_exact=False, rtol=1e-12, atol=1e-12, check_flags=False
+            )
+            for key in ("conversion_probability", "value_per_journey"):
+                assert dense.attrs[key] == pytest.approx(sparse.attrs[key], rel=1e-12)
+    dead_end = markov_attribution(dead).set_index("channel")
+    assert dead_end.loc["z", "removal_effect"] == 0.0
+
+
 # --------------------------------------------------------------------------- Shapley
 
 

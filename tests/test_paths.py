@@ -360,3 +360,82 @@ def test_encoded_journeys_merge_into_distinct_paths() -> None:
     assert merged.conversions.tolist() == [1.0, 1.0, 1.0]
     assert merged.nulls.tolist() == [1.0, 1.0, 0.0]
     assert merged.value.tolist() == [10.0, 4.0, 1.0]
+
+
+# --------------------------------------------------------------------------- the fast path splitter
+
+
+def _arrow_reference(paths: pd.DataFrame, sep: str) -> tuple[tuple[str, ...], list, list]:
+    """The specification of path splitting: pyarrow's split_pattern + utf8_trim_whitespace,
+    channels coded in sorted name order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lists = pc.split_pattern(pa.array(paths["path"].tolist(), pa.string()), sep)
+    tokens = pc.utf8_trim_whitespace(lists.flatten()).to_pylist()
+    names = sorted(set(tokens))
+    codes = [names.index(t) for t in tokens]
+    return tuple(names), codes, lists.offsets.to_pylist()
+
+
+def _random_paths(rng: np.random.Generator, names: list[str], sep: str, n: int) -> pd.DataFrame:
+    paths = [sep.join(rng.choice(names, rng.integers(1, 7))) for _ in range(n)]
+    return pd.DataFrame({"path": paths, "conversions": rng.integers(0, 3, n), "nulls": 1})
+
+
+@pytest.mark.parametrize("block_bytes", [1, 100, 1 << 19])  # 1 or ~5 paths a block, or all
+def test_fast_splitter_equals_pyarrow_split(
+    monkeypatch: pytest.MonkeyPatch, block_bytes: int
+) -> None:
+    """Short (<= 8 bytes), long (9-16, > 16, > 24 bytes) and non-ASCII names, spaces to trim,
+    names that share their first 8 bytes, a channel first seen in a late block, several seps."""
+    from crm_models.features import paths as paths_module
+
+    monkeypatch.setattr(paths_module, "_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(0)
+    names = [
+        "a", "sms", "exactly8", "affiliate", "affiliates", "twelve bytes", "Paid Search - Brand",
+        "Paid Search - Generic", "x" * 33, "é-mail", "日本", " padded ", "tab\tin",
+    ]  # fmt: skip
+    for sep in (" > ", ">", " -> ", "|", ", "):
+        table = _random_paths(rng, names, sep, 60)
+        table.loc[57, "path"] = sep.join(["a", "late_channel_name", "zz"])  # first seen late
+        # not fallen back to the pyarrow path:
+        assert paths_module._split_fast(table["path"].to_numpy(), sep) is not None
+        enc = encode_paths(table, sep)
+        ref_names, ref_codes, ref_offsets = _arrow_reference(table, sep)
+        assert enc.channels == ref_names, sep
+        assert enc.codes.tolist() == ref_codes, sep
+        assert enc.offsets.tolist() == ref_offsets, sep
+        assert enc.codes.dtype == np.int32 and enc.offsets.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("paths", "sep"),
+    [
+        (["a > b", "b\x1f> c"], " > "),  # the splitter's own path boundary inside a path
+        (["a\x00b > c", "c"], " > "),  # NUL bytes
+        (["a >> >> b", "c >> a"], " >> "),  # overlapping separators
+        (["a → b", "c → a"], "→"),  # a separator whose first character is not ASCII
+        ([" > ".join(["x" * 300, "y"])], " > "),  # a token over 256 bytes
+    ],
+)
+def test_inputs_outside_the_fast_splitter_give_the_same_codes(paths: list[str], sep: str) -> None:
+    from crm_models.features.paths import _split_fast
+
+    assert _split_fast(np.array(paths, dtype=object), sep) is None  # the pyarrow path takes them
+    table = pd.DataFrame({"path": paths, "conversions": 1})
+    enc = encode_paths(table, sep)
+    names, codes, offsets = _arrow_reference(table, sep)
+    assert (enc.channels, enc.codes.tolist(), enc.offsets.tolist()) == (names, codes, offsets)
+
+
+def test_many_distinct_channels_and_non_string_cells() -> None:
+    many = pd.DataFrame({"path": [f"c{i} > c{i + 1}" for i in range(3000)], "conversions": 1})
+    enc = encode_paths(many)
+    names, codes, offsets = _arrow_reference(many, " > ")
+    assert (enc.channels, enc.codes.tolist(), enc.offsets.tolist()) == (names, codes, offsets)
+    numbers = pd.DataFrame({"path": [1, 2, 1], "conversions": 1})
+    assert encode_paths(numbers).channels == ("1", "2")
+    with pytest.raises(DataError, match="'path'.*1 null"):
+        encode_paths(pd.DataFrame({"path": ["a > b", None], "conversions": [1, 1]}))

@@ -671,6 +671,303 @@ def _non_negative(a: np.ndarray, df: pd.DataFrame, col: str, table: str) -> None
         )
 
 
+# --------------------------------------------------------------------------- splitting paths fast
+#
+# Why not pyarrow's split_pattern + dictionary_encode: on 86k path strings (594k tokens) they cost
+# ~25 ms, more than the whole order-1 Markov model. A path column is a handful of distinct channel
+# names repeated many times, so here the column is joined into one byte buffer and cut with numpy:
+# separators are found by byte comparisons, and every token is read as little-endian 64-bit words
+# (a token of up to 8 bytes is one word, zeroed past its end) and looked up in a small hash table
+# of the distinct tokens. A lookup compares every word of the token (and longer tokens' length),
+# so a hash collision can never mistake one channel for another. Paths are joined and cut in
+# blocks of a few thousand, so that buffers and scratch arrays stay small, in cache and recycled
+# by the allocator: at 5 MB a pass, fresh memory (page faults) costs as much as the arithmetic.
+# Input the fast path does not cover (non-str cells, NUL bytes, empty tokens or overlapping
+# separators, tokens over 256 bytes, over 1024 distinct tokens) makes it return None, and the
+# pyarrow path (which also words the errors) runs instead.
+
+_JOINERS = (0x1F, 0x1E, 0x1D, 0x1C)
+"""ASCII unit/record/group/file separators: the byte that marks a boundary between two paths."""
+_PAD = 8  # NUL bytes after the last path: a 64-bit read at any token start stays in the buffer
+_BLOCK_BYTES = 1 << 19  # ~60k tokens: faster than 128 kB (call overhead) or 2 MB (cache)
+_MAX_TOKEN_BYTES = 256
+_MAX_VOCAB = 1024
+_SAMPLE = 4096
+_MAX_TABLE_BITS = 18
+_HASH_MULTS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93)
+# _LOW_BYTES[i] keeps a word's low i bytes (a token's first i bytes), read with indices clipped
+# to 0..9: [9] = 0 is the short key of every token longer than 8 bytes, which the long table
+# (all words and the length) resolves.
+_LOW_BYTES = np.array([(1 << (8 * i)) - 1 for i in range(9)] + [0], dtype=np.uint64)
+
+
+class _Unsupported(Exception):
+    """Input the fast path leaves to the pyarrow path."""
+
+
+@dataclass(frozen=True)
+class _SplitPaths:
+    """A path column cut into tokens: ``names`` sorted and trimmed, ``codes`` into them."""
+
+    names: list[str]
+    codes: np.ndarray
+    offsets: np.ndarray
+    has_sep: bool
+    """Whether any path contains the separator at all."""
+
+
+def _row_hash(cols: list[np.ndarray], mult: int) -> np.ndarray:
+    m = np.uint64(mult)
+    h = cols[0] * m
+    for c in cols[1:]:
+        h ^= c
+        h *= m
+    return h
+
+
+class _TokenTable:
+    """Direct-mapped hash table from distinct key rows (uint64 columns) to int32 values, sized so
+    that the rows land in distinct buckets; :meth:`lookup` confirms every column."""
+
+    def __init__(self, rows: np.ndarray, values: np.ndarray) -> None:
+        n = rows.shape[0]
+        cols = [rows[:, j] for j in range(rows.shape[1])]
+        for bits in range(max(n - 1, 1).bit_length() + 2, _MAX_TABLE_BITS + 1):
+            for mult in _HASH_MULTS:
+                bucket = (_row_hash(cols, mult) >> np.uint64(64 - bits)).astype(np.intp)
+                if np.unique(bucket).size == n:
+                    break
+            else:
+                continue
+            break
+        else:
+            raise _Unsupported("no collision-free table")
+        self.mult, self.shift = mult, np.uint64(64 - bits)
+        # empty buckets hold row 0: a key that matches it hashes to row 0's bucket, not theirs
+        self.keys = [np.full(1 << bits, c[0], np.uint64) for c in cols]
+        for table, c in zip(self.keys, cols):
+            table[bucket] = c
+        self.values = np.full(1 << bits, values[0], np.int32)
+        self.values[bucket] = values
+
+    def lookup(self, cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each key row's value, and None if every row is in the table, else a mask of those
+        that are."""
+        h = _row_hash(cols, self.mult)
+        bucket = np.right_shift(h, self.shift, out=h).view(np.intp)
+        ok = self.keys[0][bucket] == cols[0]
+        for table, c in zip(self.keys[1:], cols[1:]):
+            ok &= table[bucket] == c
+        return self.values[bucket], None if ok.all() else ok
+
+
+def _short_keys(keys: np.ndarray) -> list[bytes]:
+    """Tokens of up to 8 bytes from their keys (the data has no NUL byte)."""
+    return [int(k).to_bytes(8, "little").rstrip(b"\0") for k in keys]
+
+
+# A token longer than 8 bytes is keyed by its length, its first 8 bytes, its last 8 bytes and,
+# past 16 bytes, the words in between (each word j: bytes 8j.. up to the last 8, zero-padded), so
+# a key does not depend on how many middle words a block reads: they are 0 for shorter tokens.
+
+
+def _long_keys(rows: np.ndarray) -> list[bytes]:
+    """Longer tokens from their key rows (length, first word, last word, middle words)."""
+    out = []
+    for r in rows:
+        n = int(r[0])
+        token = bytearray(int(r[1]).to_bytes(8, "little").ljust(n, b"\0"))
+        for j, w in enumerate(r[3:], start=1):
+            size = max(0, min(8, n - 8 - 8 * j))
+            token[8 * j : 8 * j + size] = int(w).to_bytes(8, "little")[:size]
+        token[n - 8 :] = int(r[2]).to_bytes(8, "little")
+        out.append(bytes(token))
+    return out
+
+
+def _long_row(token: bytes, n_middle: int) -> list[int]:
+    n = len(token)
+    middle = [token[8 * j : max(8 * j, min(8 * j + 8, n - 8))] for j in range(1, n_middle + 1)]
+    words = [token[:8], token[n - 8 :], *middle]
+    return [n, *(int.from_bytes(w, "little") for w in words)]
+
+
+class _Vocabulary:
+    """The distinct raw tokens met so far, numbered in order of discovery, and the tables that
+    find them: short tokens by one masked word, long ones by all their words and the length."""
+
+    def __init__(self) -> None:
+        self.tokens: list[bytes] = []
+        self.short: _TokenTable | None = None
+        self.long: _TokenTable | None = None
+        self.long_words = 0
+
+    def add(self, tokens: list[bytes]) -> None:
+        tokens = sorted(set(tokens) - set(self.tokens))  # the first block: ids in name order
+        if not tokens:
+            raise _Unsupported("lookup failed")  # cannot happen: a key row is its token
+        self.tokens += tokens
+        if len(self.tokens) > _MAX_VOCAB:
+            raise _Unsupported("too many distinct tokens")
+        short = [(i, t) for i, t in enumerate(self.tokens) if len(t) <= 8]
+        # key 0 = "longer than 8 bytes": id -1, resolved by the long table
+        keys = np.array([int.from_bytes(t, "little") for _, t in short] + [0], np.uint64)
+        ids = np.array([i for i, _ in short] + [-1], np.int32)
+        self.short = _TokenTable(keys[:, None], ids)
+        self.long = None
+
+    def short_ids(self, key: np.ndarray) -> np.ndarray:
+        ids, ok = self.short.lookup([key])
+        if ok is not None:  # tokens not met before
+            self.add(_short_keys(np.unique(key[~ok])))
+            ids, ok = self.short.lookup([key])
+            if ok is not None:
+                raise _Unsupported("lookup failed")
+        return ids
+
+    def long_ids(self, cols: list[np.ndarray]) -> np.ndarray:
+        if self.long is None or self.long_words != len(cols) - 3:
+            self.long_words = len(cols) - 3
+            long = [(i, t) for i, t in enumerate(self.tokens) if len(t) > 8]
+            rows = np.array(
+                [_long_row(t, self.long_words) for _, t in long] or [[0] * len(cols)], np.uint64
+            )
+            ids = np.array([i for i, _ in long] or [-1], np.int32)
+            self.long = _TokenTable(rows, ids)
+        ids, ok = self.long.lookup(cols)
+        if ok is not None:
+            missed = np.unique(np.stack([c[~ok] for c in cols], axis=1), axis=0)
+            self.add(_long_keys(missed))
+            return self.long_ids(cols)
+        return ids
+
+
+def _delimiters(buf: np.ndarray, sep_b: bytes, joiner: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start of every separator or joiner in ``buf`` (in order), and which are joiners."""
+    m = len(sep_b)
+    n = buf.size - _PAD - m + 1  # the last joiner starts at n - 1
+    # sep[1:] (shared by the joiner) compared in place, the first byte only where that matched
+    if m == 1:
+        hit = buf[:n] == sep_b[0]
+        hit |= buf[:n] == joiner
+    else:
+        hit = buf[1 : n + 1] == sep_b[1]
+        for j in range(2, m):
+            hit &= buf[j : n + j] == sep_b[j]
+    pos = np.flatnonzero(hit)
+    first = buf[pos]
+    is_joiner = first == joiner
+    if m > 1:
+        is_sep = first == sep_b[0]
+        if np.count_nonzero(is_sep) + np.count_nonzero(is_joiner) < pos.size:
+            ok = is_sep | is_joiner  # sep[1:] inside a channel name
+            pos, is_joiner = pos[ok], is_joiner[ok]
+    return pos, is_joiner
+
+
+def _long_key_rows(
+    words: np.ndarray, first: np.ndarray, start: np.ndarray, end: np.ndarray, at: np.ndarray
+) -> list[np.ndarray]:
+    """Key columns (see :func:`_long_row`) of the tokens ``at`` (all over 8 bytes long), whose
+    bytes are ``[start, end)`` and whose first words are ``first``."""
+    ends = end[at]
+    length = ends - start[at]
+    longest = int(length.max())
+    if longest > _MAX_TOKEN_BYTES:
+        raise _Unsupported("long token")
+    cols = [length.view(np.uint64), first[at], words[ends - 8]]
+    for j in range(1, (longest - 9) // 8 + 1):
+        # bytes 8j.. up to the last 8 (a shorter token keeps none: clip its read into the buffer)
+        w = words[np.minimum(start[at] + 8 * j, words.size - 1)]
+        cols.append(w & _LOW_BYTES[np.clip(length - 8 - 8 * j, 0, 8)])
+    return cols
+
+
+def _split_fast(values: np.ndarray, sep: str) -> _SplitPaths | None:
+    """Cut the path strings ``values`` (an object array) at ``sep`` (see the section comment);
+    None when the fast path does not apply. Token semantics equal ``pc.split_pattern`` +
+    ``pc.utf8_trim_whitespace``."""
+    if values.dtype != object:
+        return None
+    sep_b = sep.encode("utf-8", "surrogatepass")
+    joiner = next((j for j in _JOINERS if j not in sep_b), None)
+    if sep_b[0] >= 0x80 or joiner is None:
+        return None  # the joiner takes the place of sep's first byte: it must be one byte
+    n_paths = len(values)
+    # Between two paths the joiner + sep[1:], so one search finds path boundaries and separators
+    # together, in order; the last path is followed by one too.
+    joined_by = chr(joiner) + sep[1:]
+    m = len(sep_b)
+    vocab = _Vocabulary()
+    offsets = np.empty(n_paths + 1, np.int64)
+    offsets[0] = 0
+    id_blocks, long_at, long_cols = [], [], []
+    n_tok = 0
+    try:
+        spread = values[:: max(1, n_paths // 256)]  # (tables are often sorted by count)
+        typical = sum(len(v) for v in spread) / len(spread) + m  # bytes, ~ASCII
+        block_paths = max(1, int(_BLOCK_BYTES / typical))
+        for lo in range(0, n_paths, block_paths):
+            # (one block at a time: the string objects of a table built from many more rows lie
+            # scattered in memory, and a block's are read from RAM once, not once per pass)
+            block = values[lo : lo + block_paths].tolist()
+            block.append("\0" * _PAD)
+            data = joined_by.join(block).encode("utf-8")
+            if data.find(b"\0") != len(data) - _PAD:
+                return None  # NUL bytes would make the zero-padded words of two tokens equal
+            buf = np.frombuffer(data, np.uint8)
+            end, is_joiner = _delimiters(buf, sep_b, joiner)
+            last = np.flatnonzero(is_joiner)  # each path's last token
+            if last.size != len(block) - 1:
+                return None  # a path contains the joiner sequence itself
+            last += n_tok + 1
+            offsets[lo + 1 : lo + len(block)] = last
+            start = np.empty_like(end)
+            start[0] = 0
+            np.add(end[:-1], m, out=start[1:])
+            length = end - start  # < 1: an empty token, or overlapping separators ("a > > b")
+            words = np.ndarray((buf.size - 7,), np.dtype("<u8"), data, 0, (1,))  # bytes i..i+7
+            word = words[start]
+            is_long = length > 8
+            if is_long.any():  # looked up once, at the end
+                at = np.flatnonzero(is_long)
+                long_cols.append(_long_key_rows(words, word, start, end, at))
+                at += n_tok
+                long_at.append(at)
+            # a length under 1 gets key 0 and so id -1, refused at the end
+            key = np.take(_LOW_BYTES, length, mode="clip")
+            key &= word
+            if vocab.short is None:  # the first block's tokens, numbered in name order
+                sample = np.unique(key[:: max(1, key.size // _SAMPLE)])
+                first = _short_keys(sample[sample != 0])
+                if long_cols:  # distinct by hash: a token lost to a collision is added later
+                    _, i = np.unique(_row_hash(long_cols[0], _HASH_MULTS[0]), return_index=True)
+                    first += _long_keys(np.stack([c[i] for c in long_cols[0]], axis=1))
+                vocab.add(first)
+            id_blocks.append(vocab.short_ids(key))
+            n_tok += end.size
+        ids = np.concatenate(id_blocks)
+        if long_at:  # middle words past a block's longest token are 0
+            width = max(len(c) for c in long_cols)
+            cols = [
+                np.concatenate([c[j] if j < len(c) else np.zeros_like(c[0]) for c in long_cols])
+                for j in range(width)
+            ]
+            ids[np.concatenate(long_at)] = vocab.long_ids(cols)
+        if ids.min() < 0:
+            return None  # an empty path or token, or overlapping separators
+        raw = [t.decode("utf-8") for t in vocab.tokens]
+    except (TypeError, UnicodeEncodeError, UnicodeDecodeError, _Unsupported):
+        return None
+    trimmed = pc.utf8_trim_whitespace(pa.array(raw, pa.string())).to_pylist()
+    names = sorted(set(trimmed))
+    code = {name: i for i, name in enumerate(names)}
+    lut = np.array([code[t] for t in trimmed], np.int32)
+    if not np.array_equal(lut, np.arange(lut.size)):  # trimmed duplicates or late tokens
+        np.take(lut, ids, out=ids, mode="clip")
+    return _SplitPaths(names, ids, offsets, has_sep=bool(n_tok > n_paths))
+
+
 def encode_paths(paths: pd.DataFrame | EncodedPaths, sep: str = DEFAULT_SEP) -> EncodedPaths:
     """Validate and encode a path table or a journeys table.
 
@@ -699,26 +996,62 @@ def encode_paths(paths: pd.DataFrame | EncodedPaths, sep: str = DEFAULT_SEP) -> 
     _check_columns(paths, table, ["path", "conversions"])
     if len(paths) == 0:
         raise DataError("table 'paths' is empty: no paths to attribute")
-    _check_not_null(paths, table, "path")
+    values = paths["path"].to_numpy()
+    split = _split_fast(values, sep)
+    if split is None:  # every cell a str means no nulls
+        _check_not_null(paths, table, "path")
     conversions = _counts(paths, "conversions", table, None)
     nulls = _counts(paths, "nulls", table, 0.0)
     value = _counts(paths, "value", table, 0.0)
     _non_negative(conversions, paths, "conversions", table)
     _non_negative(nulls, paths, "nulls", table)
 
+    if split is not None:
+        if not split.has_sep:
+            _check_separator(values, sep)
+        names = split.names
+        suspicious = _suspicious(names)
+        examples: dict[str, str] = {}
+        for name in suspicious:  # one example path per suspicious channel, for the message only
+            tok = int(np.flatnonzero(split.codes == names.index(name))[0])
+            examples[name] = values[int(np.searchsorted(split.offsets, tok, side="right")) - 1]
+        _check_channel_names(np.asarray(names, dtype=object), table, sep, examples)
+        return EncodedPaths(
+            channels=tuple(names),
+            codes=split.codes,
+            offsets=split.offsets,
+            conversions=conversions,
+            value=value,
+            nulls=nulls,
+            sep=sep,
+        )
     strings = paths["path"].astype(str).to_numpy()
     if not any(sep in s for s in strings):
-        for other in _SEPARATOR_GUESSES:
-            hit = next((s for s in strings if other in s), None)
-            if other not in sep and hit is not None:
-                raise DataError(
-                    f"table 'paths': no path contains sep={sep!r}, but e.g. {hit!r} contains "
-                    f"{other!r}; pass sep={other!r} (or the separator the paths use)"
-                )
+        _check_separator(strings, sep)
     lists = pc.split_pattern(pa.array(strings, pa.string()), sep)
     tokens = pc.utf8_trim_whitespace(lists.flatten())
     offsets = lists.offsets.to_numpy().astype(np.int64)
     return _finish(tokens, offsets, conversions, value, nulls, sep, table, strings)
+
+
+def _check_separator(strings: Any, sep: str) -> None:
+    """No path contains ``sep``: name a separator the paths do contain, if any."""
+    for other in _SEPARATOR_GUESSES:
+        hit = next((s for s in strings if other in s), None)
+        if other not in sep and hit is not None:
+            raise DataError(
+                f"table 'paths': no path contains sep={sep!r}, but e.g. {hit!r} contains "
+                f"{other!r}; pass sep={other!r} (or the separator the paths use)"
+            )
+
+
+def _suspicious(names: Any) -> list[str]:
+    """Channel names that :func:`_check_channel_names` may reject (they need an example)."""
+    return [
+        n
+        for n in names
+        if n == "" or _normalized(n) in _RESERVED_NORMALIZED or any(a in n for a in _ARROWS)
+    ]
 
 
 def _encode_journeys(journeys: pd.DataFrame, sep: str, timing: bool = True) -> EncodedPaths:
@@ -792,11 +1125,7 @@ def _finish(
     uniq = pc.unique(tokens)
     names = np.sort(np.asarray(uniq.to_pylist(), dtype=object))
     examples: dict[str, str] = {}
-    suspicious = [
-        n
-        for n in names
-        if n == "" or _normalized(n) in _RESERVED_NORMALIZED or any(a in n for a in _ARROWS)
-    ]
+    suspicious = _suspicious(names)
     if strings is not None and suspicious:
         # one example path per suspicious channel, for the error message only
         flat = np.asarray(tokens.to_pylist(), dtype=object)

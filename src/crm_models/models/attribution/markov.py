@@ -1,4 +1,4 @@
-"""Markov-chain attribution with exact removal effects (absorbing chain, sparse linear solves).
+"""Markov-chain attribution with exact removal effects (absorbing chain, exact linear solves).
 
 The chain (Anderl, Becker, von Wangenheim & Schumann 2016, "Mapping the customer journey"):
 states ``(start)``, the channels (order 1) or the tuples of the last ``order`` channels (order
@@ -18,6 +18,13 @@ exactly with :func:`scipy.sparse.linalg.spsolve` (no simulation). The removal ef
 Value: the same chain with the conversion edge paying the path's value instead of 1
 (``r_value[s]`` = value of conversions leaving s / journeys leaving s), so ``x_value[(start)]``
 is the expected value per journey; value removal effects split the total value the same way.
+
+Order 1 with up to :data:`DENSE_MAX_CHANNELS` channels takes a dense route with the same answer
+(to rounding): transitions are counted with one ``np.bincount`` over ``from * k + to`` (repeats
+are the diagonal, zeroed when collapsed), and every removal effect comes from one solve for the
+fundamental matrix ``N = (I - Q)^-1``: the chance of ever reaching c from ``(start)`` is
+``N[start, c] / N[c, c]`` and, by the strong Markov property, the conversions lost without c are
+that times ``x[c]``, so ``RE_c = N[start, c] x[c] / (N[c, c] x[start])`` (value alike).
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ from crm_models.models.attribution.heuristics import (
 )
 
 MAX_ORDER = 3
+DENSE_MAX_CHANNELS = 500
+"""Order 1 with at most this many channels: dense counting and one dense solve (a k + 1 square
+matrix); beyond, or for orders 2-3, sparse solves per channel."""
+_BLOCK_PATHS = 8192
 
 
 @dataclass(frozen=True)
@@ -128,11 +139,72 @@ def _absorb(chain: _Chain, keep: np.ndarray | None = None) -> np.ndarray:
     return x[0]  # (start) is kept and first
 
 
+def _order1_chain(enc: EncodedPaths, collapse_repeats: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Dense order-1 chain: Q over (start) + channels (code c is state c + 1) and the one-step
+    ``(conversion, value)`` columns, counted straight from the codes (no collapsed copy)."""
+    k = enc.n_channels
+    codes, offsets = enc.codes, enc.offsets
+    journeys = enc.conversions + enc.nulls
+    lengths = np.diff(offsets)
+    counts = np.zeros(k * k + 1)
+    # blocks of paths: small scratch arrays stay in cache and reuse memory (no page faults)
+    for lo in range(0, enc.n_paths, _BLOCK_PATHS):
+        hi = min(lo + _BLOCK_PATHS, enc.n_paths)
+        first_touch = offsets[lo]
+        c = codes[first_touch : offsets[hi]]
+        pair = c[:-1] * np.int32(k)  # touch i -> touch i + 1 (k <= DENSE_MAX_CHANNELS)
+        pair += c[1:]
+        pair[offsets[lo + 1 : hi] - first_touch - 1] = k * k  # across two paths: no pair
+        w = np.repeat(journeys[lo:hi], lengths[lo:hi])[:-1]
+        counts += np.bincount(pair, w, k * k + 1)
+    trans = counts[: k * k].reshape(k, k)
+    starts, ends = offsets[:-1], offsets[1:] - 1
+    if collapse_repeats:  # a > a > b is a > b: the repeats are exactly the diagonal
+        np.fill_diagonal(trans, 0.0)
+    first, last = codes[starts], codes[ends]
+    out = np.empty(k + 1)
+    out[0] = journeys.sum()
+    out[1:] = trans.sum(axis=1) + np.bincount(last, journeys, k)
+    denom = np.where(out > 0, out, 1.0)
+    q = np.zeros((k + 1, k + 1))
+    q[0, 1:] = np.bincount(first, journeys, k)
+    q[1:, 1:] = trans
+    q /= denom[:, None]
+    r = np.zeros((k + 1, 2))
+    r[1:, 0] = np.bincount(last, enc.conversions, k)
+    r[1:, 1] = np.bincount(last, enc.value, k)
+    r /= denom[:, None]
+    return q, r
+
+
+def _dense_removal_effects(
+    q: np.ndarray, r: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Removal effects of every transient state but (start) from one solve (module docstring)."""
+    n = q.shape[0]
+    a = np.eye(n) - q
+    sol = np.linalg.solve(a, np.concatenate([np.eye(n), r], axis=1))
+    fund, x = sol[:, :n], sol[:, n:]
+    reach = fund[0, 1:] / np.diagonal(fund)[1:]  # P(ever visit c | start)
+    base_conv, base_value = float(x[0, 0]), float(x[0, 1])
+    re_conv = reach * x[1:, 0] / base_conv if base_conv > 0 else np.zeros(n - 1)
+    re_value = reach * x[1:, 1] / base_value if base_value != 0 else np.zeros(n - 1)
+    return re_conv, re_value, base_conv, base_value
+
+
 def removal_effects(
     enc: EncodedPaths, order: int = 1
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Per channel (code order): conversion and value removal effects, and the chain's base
-    conversion probability and expected value per journey."""
+    conversion probability and expected value per journey (repeats in ``enc`` are self-loops)."""
+    if order == 1 and enc.n_channels <= DENSE_MAX_CHANNELS:
+        return _dense_removal_effects(*_order1_chain(enc, collapse_repeats=False))
+    return _sparse_removal_effects(enc, order)
+
+
+def _sparse_removal_effects(
+    enc: EncodedPaths, order: int
+) -> tuple[np.ndarray, np.ndarray, float, float]:
     chain = _build_chain(enc, order)
     base_conv, base_value = _absorb(chain)
     k = enc.n_channels
@@ -177,9 +249,13 @@ def markov_attribution(
     order = _check_order(order)
     enc = encode_paths(paths, sep)
     require_conversions(enc)
-    if collapse_repeats:
-        enc = enc.collapsed()
-    re_conv, re_value, p_conv, v_journey = removal_effects(enc, order)
+    if order == 1 and enc.n_channels <= DENSE_MAX_CHANNELS:
+        chain = _order1_chain(enc, collapse_repeats)
+        re_conv, re_value, p_conv, v_journey = _dense_removal_effects(*chain)
+    else:
+        if collapse_repeats:
+            enc = enc.collapsed()
+        re_conv, re_value, p_conv, v_journey = _sparse_removal_effects(enc, order)
     total = enc.total_conversions
     total_value = float(enc.value.sum())
     conversions = total * re_conv / re_conv.sum()
@@ -223,4 +299,10 @@ def transition_matrix(
     return pd.DataFrame(m, index=pd.Index(labels, name="from"), columns=pd.Index(labels, name="to"))
 
 
-__all__ = ["MAX_ORDER", "markov_attribution", "removal_effects", "transition_matrix"]
+__all__ = [
+    "DENSE_MAX_CHANNELS",
+    "MAX_ORDER",
+    "markov_attribution",
+    "removal_effects",
+    "transition_matrix",
+]
