@@ -190,11 +190,11 @@ class RetentionConfig(_Strict):
     params); the ``model`` and churn settings (``features.churn``, ``horizon_days``,
     ``inactivity_days``, ``window_days``) of the churn config at ``churn_config``; else this
     config's own ``model`` and ``features``. A churn model that is not loaded is fitted at
-    ``cutoff - horizon_days`` on the labels that end at the cutoff. The CLV model is the logged
-    ``model`` of ``clv_run_id`` (a pyfunc: customer rows in, one value per row out), or the BTYD
-    ``model`` / ``clv.spend_model`` / ``clv.time_unit`` of the clv config at ``clv_config``, else
-    ``clv_model`` + ``spend_model``, fitted on the purchases before the cutoff. Paths are
-    relative to the working directory.
+    ``cutoff - horizon_days`` on the labels that end at the cutoff. The CLV model is the pyfunc
+    logged by the clv run ``clv_run_id`` (a BTYD model, used as is with that run's time unit,
+    discount rate and margin), or the BTYD ``model`` / ``clv.spend_model`` / ``clv.time_unit`` of
+    the clv config at ``clv_config``, else ``clv_model`` + ``spend_model`` + ``time_unit``; those
+    are fitted on every purchase before the cutoff. Paths are relative to the working directory.
     """
 
     churn_config: str | None = None
@@ -207,12 +207,14 @@ class RetentionConfig(_Strict):
         default_factory=lambda: ModelConfig(name="gamma_gamma", params={})
     )
     time_unit: Literal["D", "W", "M"] = "W"
+    """Time unit of the BTYD summary for ``clv_model`` (a clv config or run brings its own)."""
     value_horizon_months: int = Field(12, ge=1)
     """Months of discounted expected value (CLV) per customer."""
     annual_discount_rate: float = Field(0.10, ge=0)
-    """Discount rate per year, applied month by month at the equivalent monthly rate."""
+    """Discount rate per year, applied month by month at the equivalent monthly rate (not used
+    with ``clv_run_id``: the run's own)."""
     margin: float = Field(1.0, gt=0)
-    """Profit margin applied to spend (1 = revenue)."""
+    """Profit margin applied to spend (1 = revenue; with ``clv_run_id`` the run's own)."""
     tiers: ActionTiers = Field(default_factory=ActionTiers)
 
     @model_validator(mode="after")

@@ -957,10 +957,8 @@ def retention(config: ExperimentConfig, data: ExperimentData) -> tracking.RunArt
     churn_prob = np.asarray(pipe.predict_churn_probability(X, float(src.horizon_days)), float)
 
     data.progress("expected customer value (CLV)")
-    summary = F.btyd_summary(tx, cutoff - pd.Timedelta(days=1), time_unit=rc.time_unit)
-    clv, prob_alive, clv_info = _retention_clv(
-        config, clv_spec, summary, feats, ids, TIME_UNIT_DAYS
-    )
+    summary = F.btyd_summary(tx, cutoff - pd.Timedelta(days=1), time_unit=clv_spec.time_unit)
+    clv, prob_alive, clv_info = _retention_clv(config, clv_spec, summary, ids, TIME_UNIT_DAYS)
     params.update(clv_info)
 
     value_at_risk = churn_prob * clv
@@ -1286,6 +1284,7 @@ class _ClvSpec:
     """A retention run's CLV model: a logged pyfunc (``run_id``) or BTYD specs to fit."""
 
     origin: str
+    time_unit: str
     run_id: str | None = None
     purchase: Any = None
     spend: Any = None
@@ -1300,15 +1299,23 @@ def _retention_clv_spec(config: ExperimentConfig) -> _ClvSpec:
     assert rc is not None
     if rc.clv_run_id:
         run_id = rc.clv_run_id
-        if tracking.get_run(run_id) is None:
+        run = tracking.get_run(run_id)
+        if run is None:
             raise ConfigError(f"retention.clv_run_id: no MLflow run {run_id!r} in this store")
         if tracking.run_model_info(run_id) is None:
             raise ConfigError(
-                f"retention.clv_run_id: run {run_id} has no logged model (clv runs do not log "
-                "one yet); use retention.clv_model or retention.clv_config instead"
+                f"retention.clv_run_id: run {run_id} has no logged model; use "
+                "retention.clv_model or retention.clv_config instead"
             )
-        return _ClvSpec(f"run {run_id}", run_id=run_id)
-    spec = _ClvSpec("config", purchase=rc.clv_model, spend=rc.spend_model)
+        p = run.data.params
+        if run.data.tags.get("task") != "clv" or p.get("model.name") not in PURCHASE_MODELS:
+            raise ConfigError(
+                f"retention.clv_run_id: run {run_id} is not a clv run of a BTYD model (task "
+                f"{run.data.tags.get('task')!r}, model {p.get('model.name')!r}); an ML "
+                "regressor predicts spend over its training horizon, not discounted CLV"
+            )
+        return _ClvSpec(f"run {run_id}", p.get("clv.time_unit", rc.time_unit), run_id=run_id)
+    spec = _ClvSpec("config", rc.time_unit, purchase=rc.clv_model, spend=rc.spend_model)
     if rc.clv_config:
         cc = load_config(rc.clv_config)
         if cc.task != "clv" or cc.clv is None:
@@ -1316,12 +1323,9 @@ def _retention_clv_spec(config: ExperimentConfig) -> _ClvSpec:
                 f"retention.clv_config: {rc.clv_config} is a {cc.task!r} config; it must be a clv "
                 "config"
             )
-        if cc.clv.time_unit != rc.time_unit:
-            raise ConfigError(
-                f"retention.clv_config: {rc.clv_config} uses clv.time_unit "
-                f"{cc.clv.time_unit!r}; set retention.time_unit: {cc.clv.time_unit}"
-            )
-        spec = _ClvSpec(rc.clv_config, purchase=cc.model, spend=cc.clv.spend_model)
+        spec = _ClvSpec(
+            rc.clv_config, cc.clv.time_unit, purchase=cc.model, spend=cc.clv.spend_model
+        )
     if spec.purchase.name not in PURCHASE_MODELS:
         kind = "an ML regressor of holdout spend" if spec.purchase.name in REGRESSORS else "unknown"
         raise ConfigError(
@@ -1340,12 +1344,12 @@ def _retention_clv(
     config: ExperimentConfig,
     spec: _ClvSpec,
     summary: pd.DataFrame,
-    feats: pd.DataFrame,
     ids: pd.Index,
     time_unit_days: dict[str, float],
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(clv, prob_alive, params) of the customers ``ids``: the logged CLV pyfunc, or the BTYD
-    model fitted on every customer's purchases before the cutoff (``summary``)."""
+    model fitted on every customer's purchases before the cutoff (``summary``, in
+    ``spec.time_unit``)."""
     from crm_models.models.clv import PURCHASE_MODELS, SPEND_MODELS
 
     rc = config.retention
@@ -1354,7 +1358,7 @@ def _retention_clv(
     if len(missing):  # cannot happen with one transactions table; guards a mismatched summary
         raise DataError(f"customers {missing[:5].tolist()} have no purchase before the cutoff")
     if spec.run_id is not None:
-        return _clv_from_run(spec.run_id, summary.loc[ids].join(feats.loc[ids], rsuffix="_f"))
+        return _clv_from_run(spec.run_id, summary.loc[ids], rc.value_horizon_months)
     purchase, spend = spec.purchase, spec.spend
     model = _estimator(PURCHASE_MODELS, purchase, "retention.clv_model").fit(summary)
     # as in task clv: repeat buyers whose repeat purchases are worth nothing get the mean spend
@@ -1362,36 +1366,43 @@ def _retention_clv(
     spend_summary = summary.assign(frequency=summary["frequency"].where(~zero_value, 0))
     spend_model = _estimator(SPEND_MODELS, spend, "retention.spend_model").fit(spend_summary)
     clv = spend_model.customer_lifetime_value(
-        model, spend_summary.loc[ids], horizon=rc.value_horizon_months,
+        model, summary.loc[ids], spend_summary=spend_summary.loc[ids],
+        horizon=rc.value_horizon_months,
         discount_rate=(1.0 + rc.annual_discount_rate) ** (1.0 / 12.0) - 1.0,
-        margin=rc.margin, time_unit_days=time_unit_days[rc.time_unit],
+        margin=rc.margin, time_unit_days=time_unit_days[spec.time_unit],
         period_days=365.25 / 12.0,
     )
     alive = np.asarray(model.prob_alive(summary.loc[ids]), dtype=float)
     info: dict[str, Any] = {
         "clv.source": spec.origin, "clv.model": purchase.name, "clv.spend_model": spend.name,
+        "clv.time_unit": spec.time_unit,
         **{f"clv.{purchase.name}.{k}": round(float(v), 6) for k, v in model.params_.items()},
         **{f"clv.{spend.name}.{k}": round(float(v), 6) for k, v in spend_model.params_.items()},
     }
     return np.asarray(clv, dtype=float), alive, info
 
 
-def _clv_from_run(run_id: str, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """CLV from a run's logged pyfunc: customer rows (btyd summary + features) in, one value per
-    row out (an array, a one-column frame or a frame with a ``clv`` column)."""
-    from crm_models.serving import load_model
+def _clv_from_run(
+    run_id: str, summary: pd.DataFrame, months: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """CLV over ``months`` and P(alive) from a clv run's logged BTYD pyfunc
+    (``serving.CLVModel``: btyd summary rows in; discount rate and margin are the run's)."""
+    from crm_models.serving import BTYD_INPUTS, load_model
 
-    out = load_model(f"runs:/{run_id}/model").predict(rows.reset_index(drop=True))
-    if isinstance(out, pd.DataFrame):
-        out = out["clv"] if "clv" in out.columns else out.iloc[:, 0] if out.shape[1] == 1 else None
-    values = None if out is None else np.asarray(out, dtype=float).ravel()
-    if values is None or len(values) != len(rows):
+    model = load_model(f"runs:/{run_id}/model")
+    out = model.predict(summary[BTYD_INPUTS], params={"clv_horizon_months": int(months)})
+    if not isinstance(out, pd.DataFrame) or "clv" not in out.columns or len(out) != len(summary):
         raise ConfigError(
-            f"retention.clv_run_id: the model of run {run_id} must return one CLV per customer "
-            "(an array or a frame with a 'clv' column)"
+            f"retention.clv_run_id: the model of run {run_id} does not return a 'clv' column "
+            "per customer (not a crm_models BTYD CLV pyfunc?)"
         )
+    alive = out["prob_alive"] if "prob_alive" in out.columns else np.nan
     info = {"clv.source": f"run {run_id}", "clv.model": "pyfunc", "clv.spend_model": ""}
-    return values, np.full(len(values), np.nan), info
+    return (
+        out["clv"].to_numpy(dtype=float),
+        np.broadcast_to(np.asarray(alive, dtype=float), (len(out),)).copy(),
+        info,
+    )
 
 
 def _wide_reasons(long: pd.DataFrame) -> pd.DataFrame:
