@@ -35,7 +35,7 @@ from scipy.stats import spearmanr
 
 from crm_models.errors import ConfigError, DataError
 from crm_models.features.btyd import TIME_UNIT_DAYS
-from crm_models.features.engine import TableLike, as_timestamp, lit_ts, to_ibis
+from crm_models.features.engine import TableLike, boundary_day, lit_ts, to_ibis
 
 METRIC_DIRECTIONS: dict[str, str] = {
     "mae": "min",
@@ -481,16 +481,6 @@ def plot_conditional_expectations(
     return fig
 
 
-def _boundary_day(value: Any, name: str) -> pd.Timestamp:
-    try:
-        ts = as_timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"tracking_table: {name}={value!r} is not a date ({exc})") from None
-    if ts is None or pd.isna(ts):
-        raise DataError(f"tracking_table: {name} is required, got {value!r}")
-    return ts.normalize()
-
-
 def _purchase_days(
     transactions: ir.Table,
     observation_end: pd.Timestamp,
@@ -566,8 +556,8 @@ def tracking_table(
             f"tracking_table: unknown time_unit {time_unit!r}; expected one of {sorted(TIME_UNIT_DAYS)}"
         )
     unit_days = TIME_UNIT_DAYS[time_unit]
-    cal = _boundary_day(calibration_end, "calibration_end")
-    obs = _boundary_day(observation_end, "observation_end")
+    cal = boundary_day(calibration_end, "calibration_end", "tracking_table")
+    obs = boundary_day(observation_end, "observation_end", "tracking_table")
     if obs <= cal:
         raise DataError(
             f"tracking_table: observation_end {obs.date()} must be after calibration_end {cal.date()}"

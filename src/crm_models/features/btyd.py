@@ -31,7 +31,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from crm_models.errors import DataError
-from crm_models.features.engine import TableLike, as_timestamp, execute, lit_ts, to_ibis
+from crm_models.features.engine import TableLike, boundary_day, execute, lit_ts, to_ibis
 
 DateLike = str | date | datetime | pd.Timestamp
 
@@ -46,14 +46,7 @@ HOLDOUT_COLUMNS = ("frequency_holdout", "monetary_value_holdout", "duration_hold
 
 
 def _day(value: DateLike, name: str) -> pd.Timestamp:
-    """The calendar day of a boundary (midnight); a time of day is dropped, the day counts whole."""
-    try:
-        ts = as_timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"btyd_summary: {name}={value!r} is not a date ({exc})") from None
-    if ts is None or pd.isna(ts):
-        raise DataError(f"btyd_summary: {name} is required, got {value!r}")
-    return ts.normalize()
+    return boundary_day(value, name, "btyd_summary")
 
 
 def _check_inputs(

@@ -14,6 +14,8 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from crm_models.errors import DataError
+
 TableLike = pd.DataFrame | ir.Table
 
 
@@ -62,6 +64,18 @@ def as_timestamp(value: str | date | datetime | pd.Timestamp | None) -> pd.Times
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts
+
+
+def boundary_day(value: Any, name: str, who: str) -> pd.Timestamp:
+    """The calendar day (midnight) of a window boundary; a time of day is dropped, the day counts
+    whole. ``who`` (the calling function) and ``name`` (its argument) go into the error."""
+    try:
+        ts = as_timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{who}: {name}={value!r} is not a date ({exc})") from None
+    if ts is None or pd.isna(ts):
+        raise DataError(f"{who}: {name} is required, got {value!r}")
+    return ts.normalize()
 
 
 def lit_ts(value: Any) -> ir.TimestampScalar:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_selection import VarianceThreshold
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from crm_models.errors import ModelInputError
 
 
 def split_feature_types(X: pd.DataFrame, exclude: Sequence[str] = ()) -> tuple[list[str], list[str]]:
@@ -53,3 +57,25 @@ def make_preprocessor(numeric: Sequence[str], categorical: Sequence[str]) -> Pip
     )
     pipe = Pipeline([("columns", columns), ("drop_constant", VarianceThreshold(0.0))])
     return pipe.set_output(transform="pandas")
+
+
+def select_model_input(
+    X: Any, feature_names_in: Sequence[str], model_features: Sequence[str]
+) -> pd.DataFrame:
+    """A fitted model's prediction frame: its ``model_features`` as floats, or a clear error.
+
+    ``X`` is a frame (columns matched by name) or an array with the ``feature_names_in`` columns
+    in order. NaN checks are the caller's (their advice differs per model family).
+    """
+    if not isinstance(X, pd.DataFrame):
+        arr = np.atleast_2d(np.asarray(X, dtype=float))
+        if arr.shape[1] != len(feature_names_in):
+            raise ModelInputError(
+                f"X has {arr.shape[1]} columns; the model was fitted on "
+                f"{len(feature_names_in)}: {list(feature_names_in)}"
+            )
+        X = pd.DataFrame(arr, columns=list(feature_names_in))
+    missing = [c for c in model_features if c not in X.columns]
+    if missing:
+        raise ModelInputError(f"X lacks the model's feature(s) {missing}")
+    return X[list(model_features)].astype(float)

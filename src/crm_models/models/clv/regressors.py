@@ -46,7 +46,11 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from crm_models.errors import ConfigError, ModelInputError
 from crm_models.features.engine import TableLike, execute, to_ibis
 from crm_models.features.snapshot import CutoffLike, exact_sum, future, require_columns
-from crm_models.models.preprocessing import make_preprocessor, split_feature_types
+from crm_models.models.preprocessing import (
+    make_preprocessor,
+    select_model_input,
+    split_feature_types,
+)
 
 SPEND_OBJECTIVES = ("reg:gamma", "reg:squarederror")
 
@@ -198,18 +202,7 @@ class CLVRegressor(RegressorMixin, BaseEstimator):
 
     def _input(self, X: Any) -> pd.DataFrame:
         """The prediction frame: the fitted columns as floats, or a clear error."""
-        if not isinstance(X, pd.DataFrame):
-            arr = np.atleast_2d(np.asarray(X, dtype=float))
-            if arr.shape[1] != len(self.feature_names_in_):
-                raise ModelInputError(
-                    f"X has {arr.shape[1]} columns; the model was fitted on "
-                    f"{len(self.feature_names_in_)}: {list(self.feature_names_in_)}"
-                )
-            X = pd.DataFrame(arr, columns=self.feature_names_in_)
-        missing = [c for c in self.model_features_ if c not in X.columns]
-        if missing:
-            raise ModelInputError(f"X lacks the model's feature(s) {missing}")
-        out = X[self.model_features_].astype(float)
+        out = select_model_input(X, self.feature_names_in_, self.model_features_)
         _check_no_nan(out)
         return out
 

@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from crm_models.errors import ModelInputError
+from crm_models.models.preprocessing import select_model_input
 
 
 def check_survival_data(
@@ -152,18 +153,7 @@ class SurvivalEstimator(BaseEstimator):
 
     def _input(self, X: Any) -> pd.DataFrame:
         """The prediction frame: the fitted model's columns as floats, or a clear error."""
-        if not isinstance(X, pd.DataFrame):
-            arr = np.atleast_2d(np.asarray(X, dtype=float))
-            if arr.shape[1] != len(self.feature_names_in_):
-                raise ModelInputError(
-                    f"X has {arr.shape[1]} columns; the model was fitted on "
-                    f"{len(self.feature_names_in_)}: {list(self.feature_names_in_)}"
-                )
-            X = pd.DataFrame(arr, columns=self.feature_names_in_)
-        missing = [c for c in self.model_features_ if c not in X.columns]
-        if missing:
-            raise ModelInputError(f"X lacks the model's feature(s) {missing}")
-        out = X[self.model_features_].astype(float)
+        out = select_model_input(X, self.feature_names_in_, self.model_features_)
         if out.isna().to_numpy().any():
             cols = out.columns[out.isna().any()].tolist()
             raise ModelInputError(f"features contain NaN in columns {cols}; impute them first")
