@@ -597,6 +597,7 @@ def clv(config: ExperimentConfig, data: ExperimentData) -> tracking.RunArtifacts
         for k, v in spend_model.params_.items():
             params[f"{cc.spend_model.name}.{k}"] = round(float(v), 6)
         tables_out[f"tables/params_{cc.spend_model.name}.csv"] = spend_model.summary().reset_index()
+    tx_population = tx.loc[tx["customer_id"].isin(ids)] if btyd else tx
     for name in btyd:
         m = fitted[name]
         tables_out[f"tables/params_{name}.csv"] = m.summary().reset_index()
@@ -606,7 +607,7 @@ def clv(config: ExperimentConfig, data: ExperimentData) -> tracking.RunArtifacts
         tables_out[f"tables/{name}_conditional_expectations.csv"] = cond.reset_index()
         figures[f"plots/{name}/conditional_expectations.png"] = E.plot_conditional_expectations(cond)
         track = E.tracking_table(
-            m, tx.loc[tx["customer_id"].isin(ids)], cutoff - pd.Timedelta(days=1),
+            m, tx_population, cutoff - pd.Timedelta(days=1),
             horizon_end - pd.Timedelta(days=1), time_unit=cc.time_unit,
         )
         tables_out[f"tables/{name}_tracking.csv"] = track
@@ -751,6 +752,7 @@ def attribution(config: ExperimentConfig, data: ExperimentData) -> tracking.RunA
             "touchpoints has no 'converted' column and there is no transactions table: "
             "nothing says which journeys converted"
         )
+    tp_before = tp[pd.to_datetime(tp["ts"]) < cutoff]
     journeys = P.build_journeys(
         tp, conversions, lookback_days=ac.lookback_days, max_path_length=ac.max_path_length,
         cutoff=cutoff,
@@ -797,7 +799,6 @@ def attribution(config: ExperimentConfig, data: ExperimentData) -> tracking.RunA
     if data.ground_truth is not None:
         data.progress("scoring methods against the simulator's true credit")
         # the simulator converts on whole journeys: the truth uses every touch before the cutoff
-        tp_before = tp[pd.to_datetime(tp["ts"]) < cutoff]
         truth = EA.true_channel_shares(tp_before, data.ground_truth)
         errors = EA.attribution_errors(long[["method", "channel", "share"]], truth)
         tables_out["tables/true_shares.csv"] = truth
@@ -824,7 +825,7 @@ def attribution(config: ExperimentConfig, data: ExperimentData) -> tracking.RunA
             & (pd.to_datetime(spend["period_start"]) < cutoff)
         ]
         outcomes = B.outcomes_per_period(
-            tp[pd.to_datetime(tp["ts"]) < cutoff], spend_window, outcome="touches",
+            tp_before, spend_window, outcome="touches",
             attribution=long[["method", "channel", "conversions"]],
         )
         curves = B.fit_response_curves(spend_window, outcomes, model=ac.budget.response_model)
