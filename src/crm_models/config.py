@@ -28,17 +28,27 @@ class _Strict(BaseModel):
 class TableSource(_Strict):
     """Where one raw table comes from and how its columns map onto the contract.
 
-    ``path`` is a CSV or Parquet file (format from the suffix unless given) or a DuckDB
-    database file (``.duckdb`` / ``.db``) with ``table`` naming the table in it.
+    ``path`` is a CSV or Parquet file (format from the suffix unless given; with
+    ``engine: spark`` also a directory or glob of them, on any file system Spark reads) or a
+    DuckDB database file (``.duckdb`` / ``.db``) with ``table`` naming the table in it. With
+    ``engine: spark``, ``format: spark`` reads the catalog table named by ``table`` (no path).
     ``columns`` maps contract names to the user's names: ``{customer_id: "Customer ID"}``.
     """
 
-    path: str
-    format: Literal["auto", "csv", "parquet", "duckdb"] = "auto"
+    path: str = ""
+    format: Literal["auto", "csv", "parquet", "duckdb", "spark"] = "auto"
     table: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
     read_options: dict[str, Any] = Field(default_factory=dict)
     """Extra keyword arguments for the reader (e.g. ``{sep: ";"}`` for CSV)."""
+
+    @model_validator(mode="after")
+    def _path_or_table(self) -> TableSource:
+        if self.format == "spark" and not self.table:
+            raise ValueError("format 'spark' reads a catalog table: set table (db.name)")
+        if self.format != "spark" and not self.path:
+            raise ValueError("path is required (or format: spark with a table name)")
+        return self
 
 
 class SyntheticData(_Strict):
@@ -292,6 +302,22 @@ class TuneConfig(_Strict):
     """``model.params`` name -> search dimension."""
 
 
+class SparkConfig(_Strict):
+    """The Spark session of ``engine: spark`` (pyspark is the optional extra ``[spark]``)."""
+
+    master: str | None = None
+    """Spark master URL; default ``$SPARK_MASTER``, else ``local[*]``."""
+    app_name: str = "crm-models"
+    conf: dict[str, str] = Field(default_factory=dict)
+    """Extra Spark settings (``spark.executor.memory`` ...), applied when the session starts."""
+    features_path: str | None = None
+    """Also write the per-customer feature table here as Parquet (a directory)."""
+    distributed_training: bool = False
+    """Train xgboost survival models with ``xgboost.spark`` on the cluster (model xgb_cox)."""
+    num_workers: int = Field(0, ge=0)
+    """xgboost.spark workers; 0 = the cluster's default parallelism."""
+
+
 class TrackingConfig(_Strict):
     experiment: str | None = None
     """MLflow experiment name; defaults to the config's ``name``."""
@@ -311,6 +337,10 @@ class ExperimentConfig(_Strict):
     task: str = "churn_survival"
     seed: int = 42
     description: str = ""
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    """Where feature tables are computed: embedded DuckDB, or Spark (``spark`` section)."""
+    spark: SparkConfig | None = None
+    """Engine ``spark`` only (defaults filled in when it is chosen)."""
     data: DataConfig = Field(default_factory=DataConfig)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -336,6 +366,14 @@ class ExperimentConfig(_Strict):
             self.attribution = AttributionConfig()
         if self.task == "retention" and self.retention is None:
             self.retention = RetentionConfig()
+        if self.engine == "spark" and self.spark is None:
+            self.spark = SparkConfig()
+        if self.engine != "spark":
+            if self.spark is not None and self.spark.distributed_training:
+                raise ValueError("spark.distributed_training needs engine: spark")
+            spark_tables = [n for n, t in self.data.tables.items() if t.format == "spark"]
+            if spark_tables:
+                raise ValueError(f"data.tables {spark_tables}: format 'spark' needs engine: spark")
         return self
 
     def _dump(self) -> dict[str, Any]:
@@ -354,7 +392,7 @@ class ExperimentConfig(_Strict):
         return flatten(self._dump())
 
 
-_TASK_SECTIONS = ("clv", "attribution", "retention", "tune")
+_TASK_SECTIONS = ("clv", "attribution", "retention", "tune", "spark")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -59,6 +59,32 @@ class ExperimentData:
     """Set by tuning: intermediate validation values of models that train in rounds."""
     fingerprint: dict[str, Any] | None = field(default=None, repr=False)
     """Cached ``tracking.data_fingerprint`` of ``tables`` (tuning reuses one load for every trial)."""
+    engine_tables: dict[str, Any] | None = field(default=None, repr=False)
+    """``engine: spark``: the raw tables as Ibis tables on Spark (``tables`` then collects a
+    table to pandas only when a task asks for it)."""
+    spark_config: Any = field(default=None, repr=False)
+
+    @property
+    def engine(self) -> str:
+        return "duckdb" if self.engine_tables is None else "spark"
+
+    def table(self, name: str) -> Any:
+        """The raw table for a feature builder: an Ibis table on Spark, else the pandas frame."""
+        if self.engine_tables is not None:
+            return self.engine_tables[name]
+        return self.tables[name]
+
+    def get_table(self, name: str) -> Any:
+        """:meth:`table`, or None when there is no such table."""
+        source = self.engine_tables if self.engine_tables is not None else self.tables
+        return self.table(name) if name in source else None
+
+    def first_ts(self, name: str = "transactions", col: str = "ts") -> pd.Timestamp:
+        """The earliest ``col`` of a table (computed on the engine)."""
+        if self.engine_tables is not None:
+            value = self.engine_tables[name][col].min().to_pyarrow().as_py()
+            return pd.Timestamp(value).tz_localize(None) if value is not None else pd.NaT
+        return self.tables[name][col].min()
 
 
 @dataclass(frozen=True)
@@ -110,9 +136,15 @@ def register_task(
 
 
 def load_data(config: ExperimentConfig) -> ExperimentData:
-    """Load the config's tables: simulated (generated on first use) or the user's files, validated."""
+    """Load the config's tables: simulated (generated on first use) or the user's files, validated.
+
+    With ``engine: spark`` the tables are put on Spark (files are read by Spark and checked
+    there; simulated and CDNOW tables are registered as temporary views).
+    """
     from crm_models.data.validation import load_and_validate
 
+    if config.engine == "spark":
+        return _load_spark(config)
     if config.data.source == "synthetic":
         from crm_models.data.synthetic import ensure_synthetic, load_synthetic
 
@@ -138,6 +170,33 @@ def load_data(config: ExperimentConfig) -> ExperimentData:
     return ExperimentData(tables, obs_end)
 
 
+def _load_spark(config: ExperimentConfig) -> ExperimentData:
+    from crm_models import spark as S
+
+    S.require_pyspark()
+    session = S.spark_session(config.spark)
+    if config.data.source != "files":
+        # simulated or shipped data are small: load (and validate) them as usual, then hand the
+        # same frames to Spark
+        local = load_data(config.model_copy(update={"engine": "duckdb"}))
+        local.engine_tables = {
+            name: S.register_frame(session, f"crm_{name}", df) for name, df in local.tables.items()
+        }
+        local.spark_config = config.spark
+        return local
+    raw = {name: S.read_source(session, name, src) for name, src in config.data.tables.items()}
+    where = {name: src.path or f"Spark table {src.table}" for name, src in config.data.tables.items()}
+    obs_end = as_timestamp(config.data.observation_end)
+    typed = S.check_tables(raw, obs_end, where)
+    data = ExperimentData(S.CollectOnAccess(typed), pd.NaT, engine_tables=typed)  # type: ignore[arg-type]
+    data.spark_config = config.spark
+    if obs_end is None:
+        last = typed["transactions"]["ts"].max().to_pyarrow().as_py()
+        obs_end = pd.Timestamp(last).tz_localize(None).normalize() + pd.Timedelta(days=1)
+    data.observation_end = obs_end
+    return data
+
+
 def resolve_cutoff(config: ExperimentConfig, data: ExperimentData) -> pd.Timestamp:
     """The configured cutoff, or observation end minus the horizon (the latest fully labelled one)."""
     horizon = pd.Timedelta(days=config.features.horizon_days)
@@ -147,7 +206,7 @@ def resolve_cutoff(config: ExperimentConfig, data: ExperimentData) -> pd.Timesta
             f"features.cutoff {cutoff.date()} + horizon {config.features.horizon_days} days is after "
             f"the observation end {data.observation_end.date()}: labels would be cut short"
         )
-    first = data.tables["transactions"]["ts"].min()
+    first = data.first_ts()
     if cutoff <= first:
         raise ConfigError(
             f"features.cutoff {cutoff.date()} is not after the first transaction ({first.date()})"
@@ -195,7 +254,12 @@ def run_experiment(
             stage("loading and validating data")
             data = load_data(config)
         if data.fingerprint is None:
-            data.fingerprint = tracking.data_fingerprint(data.tables)
+            if isinstance(data.tables, dict):
+                data.fingerprint = tracking.data_fingerprint(data.tables)
+            else:  # tables read by Spark: fingerprinted there, never collected for it
+                from crm_models import spark as S
+
+                data.fingerprint = S.fingerprint(data.engine_tables or {})
         task_data = replace(data, progress=stage, validation=validation, report=report)
         with tracking.start_run(
             config, run_name=run_name, nested=nested, killed_on=killed_on
@@ -268,20 +332,15 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
 
     fc = config.features
     cutoff = resolve_cutoff(config, data)
-    tables = data.tables
-    data.progress(f"building features at {cutoff.date()}")
-    feats = F.customer_features(
-        tables["transactions"], cutoff, customers=tables.get("customers"),
-        tickets=tables.get("tickets"), window_days=fc.window_days,
-    )
-    segments = F.rfm_segments(feats, inactivity_days=fc.inactivity_days)
+    data.progress(f"building features at {cutoff.date()}" + _on_engine(data))
+    feats, segments = _features_and_segments(config, data, cutoff)
     if fc.churn == "contractual":
-        if "subscriptions" not in tables:
+        if data.get_table("subscriptions") is None:
             raise DataError("features.churn 'contractual' needs a subscriptions table")
-        labels = F.contractual_churn_labels(tables["subscriptions"], cutoff, fc.horizon_days)
+        labels = F.contractual_churn_labels(data.table("subscriptions"), cutoff, fc.horizon_days)
     else:
         labels = F.noncontractual_churn_labels(
-            tables["transactions"], cutoff, fc.horizon_days, fc.inactivity_days
+            data.table("transactions"), cutoff, fc.horizon_days, fc.inactivity_days
         )
     frame = labels.join(feats, how="inner")
     if frame.empty:
@@ -413,6 +472,42 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
         customer_tables=customer_tables,
         model=model,
     )
+
+
+def _on_engine(data: ExperimentData) -> str:
+    return " on Spark" if data.engine == "spark" else ""
+
+
+def _features_and_segments(
+    config: ExperimentConfig, data: ExperimentData, cutoff: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-customer feature table and its RFM segments, computed on the run's engine.
+
+    On Spark both come from one query (the segments are window functions over the feature
+    expression) and only this per-customer table is collected; with ``spark.features_path``
+    it is also written there as Parquet.
+    """
+    from crm_models import features as F
+    from crm_models.features.engine import execute
+
+    fc = config.features
+    if data.engine != "spark":
+        feats = F.customer_features(
+            data.table("transactions"), cutoff, customers=data.get_table("customers"),
+            tickets=data.get_table("tickets"), window_days=fc.window_days,
+        )
+        return feats, F.rfm_segments(feats, inactivity_days=fc.inactivity_days)
+    expr = F.customer_features_expr(
+        data.table("transactions"), cutoff, customers=data.get_table("customers"),
+        tickets=data.get_table("tickets"), window_days=fc.window_days,
+    )
+    with_segments = F.rfm_segments_expr(expr, inactivity_days=fc.inactivity_days)
+    if data.spark_config is not None and data.spark_config.features_path:
+        from crm_models import spark as S
+
+        S.write_parquet(with_segments, data.spark_config.features_path)
+    both = execute(with_segments)
+    return both[[c for c in expr.columns if c != "customer_id"]], both
 
 
 def _oracle_risk(config: ExperimentConfig, data: ExperimentData, cutoff: pd.Timestamp) -> pd.Series:

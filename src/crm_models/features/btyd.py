@@ -138,8 +138,10 @@ def btyd_summary_expr(
     cols = {
         customer_id: per.cid,
         "frequency": repeats,
-        "recency": per["last"].delta(per["first"], unit="day") / unit_days,
-        "T": cal_date.delta(per["first"], unit="day") / unit_days,
+        # float64 before dividing: Spark divides an integer by a decimal literal in DECIMAL,
+        # rounded to 6 places
+        "recency": per["last"].delta(per["first"], unit="day").cast("float64") / unit_days,
+        "T": cal_date.delta(per["first"], unit="day").cast("float64") / unit_days,
         "monetary_value": ibis.ifelse(
             repeats > 0, (per.value_cal - per.first_value).cast("float64") / repeats, 0.0
         ),
