@@ -363,7 +363,17 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
     except TypeError as exc:
         raise ConfigError(f"model.params: {exc}") from None
     pipe = SurvivalPipeline(estimator, features=feature_cols)
-    if data.report is not None and "callbacks" in estimator.get_params():
+    distributed = config.spark is not None and config.spark.distributed_training
+    if distributed:
+        if "distributed" not in estimator.get_params():
+            raise ConfigError(
+                f"spark.distributed_training: model {config.model.name!r} trains on one machine; "
+                "distributed training is for the xgboost models (xgb_aft, xgb_cox)"
+            )
+        from crm_models.spark import SparkBoosterTrainer
+
+        estimator.set_params(distributed=SparkBoosterTrainer(config.spark.num_workers, config.spark))
+    if data.report is not None and "callbacks" in estimator.get_params() and not distributed:
         from crm_models.tuning import ValidationReporter
 
         # the reporter scores partial boosters on validation rows preprocessed like training rows
@@ -372,7 +382,8 @@ def churn_survival(config: ExperimentConfig, data: ExperimentData) -> tracking.R
             every=config.tune.report_every if config.tune else 10,
             transform=lambda X: pipe.preprocessor_.transform(X),
         )])
-    data.progress(f"fitting {config.model.name} on {len(train):,} customers")
+    where = " on Spark workers" if distributed else ""
+    data.progress(f"fitting {config.model.name} on {len(train):,} customers{where}")
     pipe.fit(train[feature_cols], train["duration_days"], train["event"])
 
     data.progress(f"evaluating on {len(test):,} held-out customers")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,10 @@ def spark_session(config: SparkConfig | None = None) -> SparkSession:
         return active
     builder = SparkSession.builder.master(master).appName(config.app_name)
     settings = dict(_LOCAL_DEFAULTS) if master.startswith("local") else {}
+    if master.startswith("local"):
+        # Python workers (xgboost.spark, pandas UDFs) must run this interpreter, whose
+        # environment has the package; Spark's default is whatever `python3` is on PATH
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings.update(config.conf)
     settings.update(_ALWAYS)
     for key, value in settings.items():
@@ -335,6 +340,110 @@ def write_parquet(t: ir.Table, path: str) -> None:
     _spark_frame(t).write.mode("overwrite").parquet(path)
 
 
+# --------------------------------------------------------------------------- distributed xgboost
+
+_CHUNK = 1 << 20  # booster JSON travels back to the driver in rows of at most 1 MB
+
+
+class SparkBoosterTrainer:
+    """Train an xgboost survival booster on Spark workers (``XGBSurvival(distributed=...)``).
+
+    Each of ``num_workers`` barrier tasks builds a DMatrix from its partition and joins xgboost's
+    collective (a Rabit tracker on the driver): histograms are all-reduced, so every worker grows
+    the same trees, as in ``xgboost.spark``. Written with xgboost's public collective API
+    rather than ``xgboost.spark.SparkXGBRegressor`` because that estimator cannot pass interval
+    labels (``label_lower_bound`` / ``label_upper_bound``), which survival:aft needs, and
+    always evaluates a training metric, which survival:cox refuses in distributed mode.
+
+    survival:aft's loss is a sum over customers, so distributed AFT fits the same model as a
+    single machine (up to the distributed quantile sketch of the histogram bins). survival:cox's
+    partial likelihood is computed within each worker's rows (risk sets per partition, i.e. a
+    Cox model stratified by a random partition); the task then fits the Breslow baseline on all
+    training rows on the driver.
+    """
+
+    def __init__(self, num_workers: int = 0, config: SparkConfig | None = None):
+        self.num_workers = num_workers
+        self.config = config
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable with the fitted model: no session
+        return {"num_workers": self.num_workers, "config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def workers(self, session: SparkSession) -> int:
+        return self.num_workers or max(1, int(session.sparkContext.defaultParallelism))
+
+    def train(
+        self, params: dict[str, Any], X: Any, duration: Any, event: Any, num_boost_round: int
+    ) -> Any:
+        import json
+
+        import numpy as np
+        import xgboost as xgb
+        from xgboost.tracker import RabitTracker
+
+        session = spark_session(self.config)
+        n_workers = self.workers(session)
+        X = np.asarray(X, dtype=np.float32)
+        duration = np.asarray(duration, dtype=float)
+        event = np.asarray(event, dtype=bool)
+        if len(X) < n_workers:
+            raise DataError(f"distributed training: {len(X)} rows for {n_workers} workers")
+        aft = params["objective"] == "survival:aft"
+        frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+        if aft:
+            frame["lower"] = duration
+            frame["upper"] = np.where(event, duration, np.inf)
+        else:
+            frame["label"] = np.where(event, duration, -duration)
+        # round-robin repartitioning: every worker gets rows, and a similar mix of them
+        sdf = session.createDataFrame(frame).repartition(n_workers)
+        host = session.sparkContext.getConf().get("spark.driver.host", "127.0.0.1")
+        tracker = RabitTracker(n_workers=n_workers, host_ip=host, sortby="task")
+        tracker.start()
+        coll_args = dict(tracker.worker_args())
+        worker_params = dict(params)
+        worker_params.pop("eval_metric", None)  # nothing is evaluated: cox-nloglik cannot be
+        n_features = X.shape[1]
+
+        def train_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            from pyspark import BarrierTaskContext
+            from xgboost.collective import CommunicatorContext
+
+            ctx = BarrierTaskContext.get()
+            chunks = list(batches)
+            part = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(
+                columns=[*(f"f{i}" for i in range(n_features)), "lower", "upper", "label"])
+            data = part[[f"f{i}" for i in range(n_features)]].to_numpy(np.float32)
+            if aft:
+                dm = xgb.DMatrix(data, label_lower_bound=part["lower"].to_numpy(),
+                                 label_upper_bound=part["upper"].to_numpy())
+            else:
+                dm = xgb.DMatrix(data, label=part["label"].to_numpy())
+            ctx.barrier()
+            with CommunicatorContext(dmlc_task_id=str(ctx.partitionId()), **coll_args):
+                booster = xgb.train(worker_params, dm, num_boost_round=num_boost_round)
+            ctx.barrier()
+            if ctx.partitionId() == 0:
+                raw = booster.save_raw("json").decode()
+                for i in range(0, len(raw), _CHUNK):
+                    yield pd.DataFrame({"i": [i], "chunk": [raw[i:i + _CHUNK]]})
+
+        try:
+            rows = (sdf.mapInPandas(train_partition, schema="i long, chunk string")
+                    .rdd.barrier().mapPartitions(lambda it: it).collect())
+        finally:
+            tracker.free()
+        raw = "".join(r["chunk"] for r in sorted(rows, key=lambda r: r["i"]))
+        booster = xgb.Booster()
+        booster.load_model(bytearray(raw.encode()))
+        log.info("xgboost trained on %d Spark workers (%d rows)", n_workers, len(X))
+        del json
+        return booster
+
+
 class CollectOnAccess(Mapping[str, pd.DataFrame]):
     """Engine tables seen as pandas frames, collected (once) when a task asks for one.
 
@@ -361,6 +470,7 @@ class CollectOnAccess(Mapping[str, pd.DataFrame]):
 
 __all__ = [
     "CollectOnAccess",
+    "SparkBoosterTrainer",
     "backend",
     "check_table",
     "check_tables",

@@ -91,6 +91,7 @@ class _XGBSurvivalBase(SurvivalEstimator):
         early_stopping_rounds: int | None = None,
         validation_fraction: float = 0.1,
         callbacks: list[Any] | None = None,
+        distributed: Any = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -109,6 +110,7 @@ class _XGBSurvivalBase(SurvivalEstimator):
         self.early_stopping_rounds = early_stopping_rounds
         self.validation_fraction = validation_fraction
         self.callbacks = callbacks
+        self.distributed = distributed
 
     def _max_delta_step(self) -> float:
         # survival:cox takes unbounded Newton steps: with every margin at 0 the earliest churners
@@ -177,6 +179,38 @@ class _XGBSurvivalBase(SurvivalEstimator):
             params["base_score"] = float(np.exp(self.aft_intercept_))  # xgboost takes its log
         Xa = X.to_numpy(np.float32)
         dtrain = self._dmatrix(Xa, d, event)
+        booster = self._train_booster(params, Xa, d, event, dtrain)
+        self.booster_ = booster
+        self.risk_sign_ = 1.0 if self.objective == "cox" else -1.0
+        if self.objective == "cox":
+            margin = self.booster_.predict(dtrain, output_margin=True).astype(float)
+            if not np.isfinite(margin).all():
+                raise ModelInputError(
+                    f"{type(self).__name__}: boosting diverged (non-finite margins for "
+                    f"{int((~np.isfinite(margin)).sum())} of {margin.size} training customers); "
+                    f"max_delta_step={self._max_delta_step()}: set it to e.g. 0.7 or lower "
+                    "learning_rate"
+                )
+            # centring keeps exp(margin) in range; the same centre is used at prediction
+            self.baseline_log_risk_ = float(np.mean(margin))
+            self.baseline_times_, self.baseline_cumulative_hazard_ = breslow_cumulative_hazard(
+                d, event, margin - self.baseline_log_risk_
+            )
+        else:
+            self.sigma_ = float(self.aft_loss_distribution_scale)
+
+    def _train_booster(
+        self, params: dict[str, Any], Xa: np.ndarray, d: np.ndarray, event: np.ndarray,
+        dtrain: xgb.DMatrix,
+    ) -> xgb.Booster:
+        """Boost here, or hand the rows to ``distributed`` (e.g. a Spark trainer)."""
+        if self.distributed is not None:
+            if self.early_stopping_rounds or self.callbacks:
+                raise ConfigError(
+                    f"{type(self).__name__}: distributed training takes neither "
+                    "early_stopping_rounds nor callbacks"
+                )
+            return self.distributed.train(params, Xa, d, event, self.n_estimators)
         evals, rounds = [], None
         if self.early_stopping_rounds:
             rng = np.random.default_rng(self.random_state)
@@ -204,24 +238,7 @@ class _XGBSurvivalBase(SurvivalEstimator):
         if rounds:
             self.best_iteration_ = int(booster.best_iteration)
             booster = booster[: self.best_iteration_ + 1]
-        self.booster_ = booster
-        self.risk_sign_ = 1.0 if self.objective == "cox" else -1.0
-        if self.objective == "cox":
-            margin = self.booster_.predict(dtrain, output_margin=True).astype(float)
-            if not np.isfinite(margin).all():
-                raise ModelInputError(
-                    f"{type(self).__name__}: boosting diverged (non-finite margins for "
-                    f"{int((~np.isfinite(margin)).sum())} of {margin.size} training customers); "
-                    f"max_delta_step={self._max_delta_step()}: set it to e.g. 0.7 or lower "
-                    "learning_rate"
-                )
-            # centring keeps exp(margin) in range; the same centre is used at prediction
-            self.baseline_log_risk_ = float(np.mean(margin))
-            self.baseline_times_, self.baseline_cumulative_hazard_ = breslow_cumulative_hazard(
-                d, event, margin - self.baseline_log_risk_
-            )
-        else:
-            self.sigma_ = float(self.aft_loss_distribution_scale)
+        return booster
 
     def to_dmatrix(self, X: pd.DataFrame) -> xgb.DMatrix:
         """Features as the ``DMatrix`` ``booster_`` expects (e.g. for ``pred_contribs=True``)."""
@@ -276,6 +293,9 @@ class XGBSurvival(_XGBSurvivalBase):
         ``best_iteration_`` is kept and ``booster_`` is truncated to it.
     callbacks : xgboost ``TrainingCallback`` objects run during boosting (tuning uses one to
         report validation C-index and prune trials).
+    distributed : an object whose ``train(params, X, duration, event, num_boost_round)``
+        returns the booster, trained elsewhere (``crm_models.spark.SparkBoosterTrainer``:
+        on a Spark cluster); None boosts in this process.
     """
 
     def __init__(
@@ -298,6 +318,7 @@ class XGBSurvival(_XGBSurvivalBase):
         early_stopping_rounds: int | None = None,
         validation_fraction: float = 0.1,
         callbacks: list[Any] | None = None,
+        distributed: Any = None,
     ) -> None:
         self.objective = objective
         super().__init__(
@@ -318,6 +339,7 @@ class XGBSurvival(_XGBSurvivalBase):
             early_stopping_rounds=early_stopping_rounds,
             validation_fraction=validation_fraction,
             callbacks=callbacks,
+            distributed=distributed,
         )
 
 
