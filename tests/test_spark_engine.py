@@ -268,3 +268,77 @@ def test_distributed_training_run_and_its_config_errors(session, store):
                        progress=False)
     with pytest.raises(ConfigError, match="needs engine: spark"):
         load_config(REPO / "configs" / "churn_xgb_aft.yaml", ["spark.distributed_training=true"])
+
+
+@pytest.mark.parametrize("config", ["clv_synthetic.yaml", "attribution_synthetic.yaml"])
+def test_clv_and_attribution_tasks_on_spark_equal_duckdb(session, store, config):
+    """The CLV task (BTYD summary, features, holdout spend, tracking on Spark) and the
+    attribution task (journeys on Spark, only converted touches collected) log the same
+    metrics as on DuckDB."""
+    from crm_models.config import load_config
+    from crm_models.experiment import run_experiment
+
+    base = ["data.synthetic.customers=3000", "data.synthetic.dir=data/syn3k",
+            "explain.enabled=false", "tracking.log_model=false"]
+    if config.startswith("attribution"):
+        base.append("attribution.n_boot=20")
+    runs = {e: run_experiment(load_config(REPO / "configs" / config, [*base, f"engine={e}"]),
+                              progress=False) for e in ("spark", "duckdb")}
+    spark, duck = runs["spark"].metrics, runs["duckdb"].metrics
+    keys = [k for k in duck if k != "runtime_seconds" and not k.endswith("_seconds")]
+    assert len(keys) > 10
+    for k in keys:
+        assert spark[k] == pytest.approx(duck[k], rel=1e-9, abs=1e-12), k
+
+
+def test_files_read_by_spark_run_and_bad_file_stops_before_mlflow(session, store, sim):
+    """`data.source: files` with `engine: spark`: Parquet read by Spark (one table under a
+    mapped column name), features written to `spark.features_path`, the same metrics as DuckDB
+    reading the same files; a bad file is a clear error, exit 1, and no MLflow run."""
+    import mlflow
+    import yaml
+    from typer.testing import CliRunner
+
+    from crm_models.cli import app
+
+    d = store / "files"
+    d.mkdir()
+    for name in ("transactions", "customers", "tickets"):
+        df = sim.tables[name]
+        df = df.assign(**{c: df[c].astype("datetime64[us]") for c in df.columns
+                          if pd.api.types.is_datetime64_any_dtype(df[c])})
+        if name == "transactions":
+            df = df.rename(columns={"customer_id": "cust"})
+        df.to_parquet(d / f"{name}.parquet")
+    tables = {n: {"path": str(d / f"{n}.parquet")} for n in ("transactions", "customers", "tickets")}
+    tables["transactions"]["columns"] = {"customer_id": "cust"}
+    raw = {"name": "spark_files", "model": {"name": "cox_ph"}, "explain": {"enabled": False},
+           "features": {"cutoff": "2024-07-01", "horizon_days": 180},
+           "data": {"source": "files", "tables": tables, "observation_end": "2025-01-01"},
+           "tracking": {"experiment": "spark_files", "log_model": False}}
+    cfg = store / "files.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    runner = CliRunner()
+    out = {}
+    for engine in ("spark", "duckdb"):
+        extra = ["--set", f"spark.features_path={d / 'features'}"] if engine == "spark" else []
+        res = runner.invoke(app, ["run", str(cfg), "--set", f"engine={engine}", *extra])
+        assert res.exit_code == 0, res.output[-3000:]
+        out[engine] = mlflow.get_run(res.output.split("run id:")[1].split()[0])
+    assert out["spark"].data.metrics["c_index"] == pytest.approx(
+        out["duckdb"].data.metrics["c_index"], rel=1e-9)
+    feats = pd.read_parquet(d / "features")
+    assert len(feats) == len(sim.tables["customers"]) and "rfm_segment" in feats.columns
+    n_runs = len(mlflow.search_runs(experiment_names=["spark_files"]))
+
+    bad = sim.tables["transactions"].head(100).copy()
+    bad["amount"] = bad["amount"].astype(str)
+    bad.loc[4, "amount"] = "abc"
+    bad.to_csv(d / "bad.csv", index=False)
+    raw["data"]["tables"] = {"transactions": {"path": str(d / "bad.csv")}}
+    cfg.write_text(yaml.safe_dump(raw))
+    res = runner.invoke(app, ["run", str(cfg), "--set", "engine=spark"])
+    assert res.exit_code == 1
+    assert "transactions.amount  bad amount: 1 rows" in res.output and "'abc'" in res.output
+    assert "Traceback" not in res.output
+    assert len(mlflow.search_runs(experiment_names=["spark_files"])) == n_runs

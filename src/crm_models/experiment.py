@@ -23,6 +23,8 @@ Tuning protocol (``crm_models.tuning``; every task that can be tuned follows it)
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import time
 from collections.abc import Callable
@@ -594,14 +596,14 @@ def clv(config: ExperimentConfig, data: ExperimentData) -> tracking.RunArtifacts
             "(midnight) cutoff"
         )
     horizon_end = cutoff + pd.Timedelta(days=fc.horizon_days)
-    tx = data.tables["transactions"]
-    data.progress(f"building the BTYD summary and features at {cutoff.date()}")
+    tx = data.table("transactions")  # pandas, or an Ibis table on Spark
+    data.progress(f"building the BTYD summary and features at {cutoff.date()}" + _on_engine(data))
     summary = F.btyd_summary(
         tx, cutoff - pd.Timedelta(days=1), horizon_end - pd.Timedelta(days=1),
         time_unit=cc.time_unit,
     )
     feats = F.customer_features(
-        tx, cutoff, customers=data.tables.get("customers"), tickets=data.tables.get("tickets"),
+        tx, cutoff, customers=data.get_table("customers"), tickets=data.get_table("tickets"),
         window_days=fc.window_days,
     )
     ids = summary.index.intersection(feats.index)
@@ -703,7 +705,14 @@ def clv(config: ExperimentConfig, data: ExperimentData) -> tracking.RunArtifacts
         for k, v in spend_model.params_.items():
             params[f"{cc.spend_model.name}.{k}"] = round(float(v), 6)
         tables_out[f"tables/params_{cc.spend_model.name}.csv"] = spend_model.summary().reset_index()
-    tx_population = tx.loc[tx["customer_id"].isin(ids)] if btyd else tx
+    if not btyd:
+        tx_population = tx
+    elif isinstance(tx, pd.DataFrame):
+        tx_population = tx.loc[tx["customer_id"].isin(ids)]
+    else:  # on the engine: a semi-join with the population's ids
+        import ibis
+
+        tx_population = tx.semi_join(ibis.memtable({"customer_id": ids.to_numpy()}), "customer_id")
     for name in btyd:
         m = fitted[name]
         tables_out[f"tables/params_{name}.csv"] = m.summary().reset_index()
@@ -831,7 +840,9 @@ def attribution(config: ExperimentConfig, data: ExperimentData) -> tracking.RunA
     ac = config.attribution
     assert ac is not None  # filled with defaults for task "attribution" by the config
     tables = data.tables
-    if "touchpoints" not in tables or tables["touchpoints"].empty:
+    if "touchpoints" not in tables or (
+        data.engine == "duckdb" and tables["touchpoints"].empty
+    ):
         raise DataError("task 'attribution' needs a non-empty touchpoints table")
     methods = list(dict.fromkeys(ac.methods))
     known = A.METHODS
@@ -845,27 +856,16 @@ def attribution(config: ExperimentConfig, data: ExperimentData) -> tracking.RunA
             "method whose credit drives ROI curves and the budget proposal"
         )
     cutoff = as_timestamp(config.features.cutoff) or data.observation_end
-    tp = tables["touchpoints"]
-    tx = tables.get("transactions")
-    data.progress(f"building journeys before {cutoff.date()}")
-    if "converted" in tp.columns:
-        has_orders = tx is not None and "order_id" in tp.columns and "order_id" in tx.columns
-        conversions = P.conversions_from_touchpoints(tp, tx if has_orders else None)
-    elif tx is not None:
-        conversions = P.conversions_from_transactions(tx, first_only=True)
-    else:
-        raise DataError(
-            "touchpoints has no 'converted' column and there is no transactions table: "
-            "nothing says which journeys converted"
-        )
-    tp_before = tp[pd.to_datetime(tp["ts"]) < cutoff]
+    data.progress(f"building journeys before {cutoff.date()}" + _on_engine(data))
+    conversions = _conversions(data)
     journeys = P.build_journeys(
-        tp, conversions, lookback_days=ac.lookback_days, max_path_length=ac.max_path_length,
-        cutoff=cutoff,
+        data.table("touchpoints"), conversions, lookback_days=ac.lookback_days,
+        max_path_length=ac.max_path_length, cutoff=cutoff,
     )
     if journeys.empty or not journeys["converted"].any():
         raise DataError(f"no converting journey before {cutoff.date()}: nothing to attribute")
     paths = P.aggregate_paths(journeys)
+    touches_before = functools.cache(lambda: _touches_before(data, cutoff))
 
     results = []
     for method in methods:
@@ -905,7 +905,7 @@ def attribution(config: ExperimentConfig, data: ExperimentData) -> tracking.RunA
     if data.ground_truth is not None:
         data.progress("scoring methods against the simulator's true credit")
         # the simulator converts on whole journeys: the truth uses every touch before the cutoff
-        truth = EA.true_channel_shares(tp_before, data.ground_truth)
+        truth = EA.true_channel_shares(touches_before(), data.ground_truth)
         errors = EA.attribution_errors(long[["method", "channel", "share"]], truth)
         tables_out["tables/true_shares.csv"] = truth
         tables_out["tables/attribution_errors.csv"] = errors
@@ -931,7 +931,7 @@ def attribution(config: ExperimentConfig, data: ExperimentData) -> tracking.RunA
             & (pd.to_datetime(spend["period_start"]) < cutoff)
         ]
         outcomes = B.outcomes_per_period(
-            tp_before, spend_window, outcome="touches",
+            touches_before(), spend_window, outcome="touches",
             attribution=long[["method", "channel", "conversions"]],
         )
         curves = B.fit_response_curves(spend_window, outcomes, model=ac.budget.response_model)
@@ -961,6 +961,47 @@ def attribution(config: ExperimentConfig, data: ExperimentData) -> tracking.RunA
         metrics=metrics, params=params, tags={"methods": ",".join(methods)},
         figures=figures, tables=tables_out,
     )
+
+
+def _conversions(data: ExperimentData) -> pd.DataFrame:
+    """The conversions the journeys end in: converted touches (valued by their order in
+    transactions) or each customer's first purchase. On Spark only the converted touches and
+    their orders are collected."""
+    from crm_models.features import paths as P
+
+    tp, tx = data.table("touchpoints"), data.get_table("transactions")
+    if "converted" in tp.columns:
+        has_orders = tx is not None and "order_id" in tp.columns and "order_id" in tx.columns
+        if isinstance(tp, pd.DataFrame):
+            return P.conversions_from_touchpoints(tp, tx if has_orders else None)
+        conv = tp.filter(tp.converted.fill_null(False))
+        orders = tx.semi_join(conv.select("order_id"), "order_id") if has_orders else None
+        return P.conversions_from_touchpoints(
+            _collect(conv), None if orders is None else _collect(orders)
+        )
+    if tx is None:
+        raise DataError(
+            "touchpoints has no 'converted' column and there is no transactions table: "
+            "nothing says which journeys converted"
+        )
+    if not isinstance(tx, pd.DataFrame):
+        tx = data.tables["transactions"]
+    return P.conversions_from_transactions(tx, first_only=True)
+
+
+def _touches_before(data: ExperimentData, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Touchpoints before the cutoff, in pandas (collected from the engine when needed)."""
+    tp = data.table("touchpoints")
+    if isinstance(tp, pd.DataFrame):
+        return tp[pd.to_datetime(tp["ts"]) < cutoff]
+    from crm_models.features.engine import lit_ts
+
+    return _collect(tp.filter(tp.ts < lit_ts(cutoff)))
+
+
+def _collect(expr: Any) -> pd.DataFrame:
+    """An engine table in pandas, timestamps in nanoseconds as when pandas reads them itself."""
+    return expr.to_pyarrow().to_pandas(coerce_temporal_nanoseconds=True)
 
 
 def _attribute(A: Any, source: pd.DataFrame, method: str, kwargs: dict[str, Any]) -> pd.DataFrame:

@@ -458,7 +458,9 @@ class CollectOnAccess(Mapping[str, pd.DataFrame]):
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self._cache:
             log.info("collecting the %s table from Spark to pandas", name)
-            self._cache[name] = self._tables[name].to_pyarrow().to_pandas()
+            self._cache[name] = self._tables[name].to_pyarrow().to_pandas(
+                coerce_temporal_nanoseconds=True  # as pandas reads the same data from files
+            )
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
