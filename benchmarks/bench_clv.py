@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -701,7 +702,13 @@ def report(
 
 
 def _evals(job: Job | None) -> str:
-    return str(job.result["evaluations"]) if job and job.result else "-"
+    """Evaluations on all rows; for crm_models' fits that start from a subsample's fit, that
+    fit's evaluations (reported in its convergence message) in brackets."""
+    if not (job and job.result):
+        return "-"
+    out = str(job.result["evaluations"])
+    sub = re.search(r"subsample .*?, (\d+) evaluations:", job.result.get("message", ""))
+    return f"{out} (+{sub.group(1)})" if sub else out
 
 
 def _rss(job: Job | None) -> str:

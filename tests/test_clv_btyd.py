@@ -23,7 +23,8 @@ from crm_models.models.clv import (
     ModifiedBetaGeo,
     ParetoNBD,
 )
-from crm_models.models.clv.base import log_hyp2f1
+from crm_models.models.clv import base as btyd_base
+from crm_models.models.clv.base import compress, group_rows, log_hyp2f1
 
 DATA = Path(__file__).parent / "data"
 
@@ -733,3 +734,130 @@ def test_log_likelihood_at_given_parameters_matches_the_fit(
         assert model.log_likelihood(cdnow, params=moved) < model.log_likelihood_
     # FHL 2005 at the published (rounded) estimates: -9582.4.
     assert round(BetaGeo().log_likelihood(cdnow, params=BGNBD), 1) == -9582.4
+
+
+# --- the fitting machinery on large tables --------------------------------------------------------
+
+
+def _compressed(model: BetaGeo, summary: pd.DataFrame) -> dict:
+    rows, w = compress(model._prepare(summary, fit=True), np.ones(len(summary)))
+    return model._precompute(rows | {"weights": w})
+
+
+@pytest.mark.parametrize("cls", [BetaGeo, ModifiedBetaGeo])
+def test_bgnbd_analytic_hessian_equals_finite_differences_of_the_gradient(
+    cls: type, cdnow: pd.DataFrame
+) -> None:
+    model = cls()
+    data = _compressed(model, cdnow)
+    for params in ([0.243, 4.414, 0.793, 2.426], [2.08, 6.5, 0.69, 18.3], [0.5, 1.0, 3.0, 0.7]):
+        params = np.array(params)
+        _, grad, hessian = model._log_likelihood(params, data, gradient=True, hessian=True)
+        assert grad == pytest.approx(model._log_likelihood(params, data, gradient=True)[1])
+        numeric = np.empty((4, 4))
+        for j in range(4):
+            step = np.zeros(4)
+            step[j] = 1e-5 * params[j]
+            up = model._log_likelihood(params + step, data, gradient=True)[1]
+            down = model._log_likelihood(params - step, data, gradient=True)[1]
+            numeric[:, j] = (up - down) / (2 * step[j])
+        np.testing.assert_allclose(hessian, hessian.T, rtol=0, atol=0)
+        np.testing.assert_allclose(hessian, numeric, rtol=1e-6, atol=1e-8 * np.abs(hessian).max())
+
+
+def _draw_bgnbd(n: int, seed: int) -> pd.DataFrame:
+    """Customers drawn from BG/NBD at FHL (2005)'s estimates, continuous time (distinct rows)."""
+    rng = np.random.default_rng(seed)
+    T = rng.uniform(27, 39, n)
+    n_T = rng.poisson(rng.gamma(0.243, 1 / 4.414, n) * T)
+    x = np.minimum(n_T, rng.geometric(rng.beta(0.793, 2.426, n)))
+    t_x = np.where(x > 0, T * rng.beta(np.maximum(x, 1), n_T - x + 1), 0.0)
+    return pd.DataFrame({"frequency": x, "recency": t_x, "T": T})
+
+
+def test_subsample_start_and_newton_polish_reach_the_plain_optimum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On many distinct rows the fit starts from a subsample's optimum and takes Newton steps on
+    # all rows (analytic Hessian for BG/NBD, the subsample's and finite differences otherwise);
+    # on a table small enough for both routes they agree with L-BFGS-B on all rows.
+    summary = _draw_bgnbd(12_000, seed=5)
+    rng = np.random.default_rng(6)
+    spend = pd.DataFrame({"frequency": rng.poisson(2, 12_000) + 1})
+    nu = rng.gamma(6.25, 1 / 3.74, len(spend))
+    spend["monetary_value"] = rng.gamma(2.1 * spend["frequency"], 1 / (nu * spend["frequency"]))
+    cases = [(BetaGeo, summary), (ModifiedBetaGeo, summary), (ParetoNBD, summary)]
+    cases.append((GammaGamma, spend))
+    plain = {cls: cls().fit(data) for cls, data in cases}
+    monkeypatch.setattr(btyd_base, "_SUBSAMPLE_ABOVE", 5_000)
+    monkeypatch.setattr(btyd_base, "_SUBSAMPLE_ROWS", 1_500)
+    for cls, data in cases:
+        polished, reference = cls().fit(data), plain[cls]
+        report = polished.convergence_
+        assert "Newton step(s) on all rows" in report.message, report.message
+        assert "then L-BFGS-B" not in report.message, report.message  # no fallback needed
+        assert report.success and report.gradient_norm < 1e-8
+        assert report.function_evaluations < reference.convergence_.function_evaluations
+        assert polished.log_likelihood_ == pytest.approx(reference.log_likelihood_, abs=1e-6)
+        for name, value in reference.params_.items():
+            assert polished.params_[name] == pytest.approx(value, rel=1e-5), (cls, name)
+            assert polished.standard_errors_[name] == pytest.approx(
+                reference.standard_errors_[name], rel=1e-4
+            )
+
+
+def test_compress_merges_equal_rows_in_an_order_of_their_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x = np.array([0.0, 2.0, 0.0, 2.0, 1.0, 0.0, 2.0])
+    t_x = np.array([0.0, 5.0, -0.0, 5.0, 3.0, 0.0, 4.0])  # -0.0 equals 0.0
+    T = np.array([10.0, 9.0, 10.0, 9.0, 8.0, 7.0, 9.0])
+    w = np.arange(1.0, 8.0)
+    rows, counts = compress({"x": x, "t_x": t_x, "T": T}, w)
+    got = {(a, b, c): n for a, b, c, n in zip(rows["x"], rows["t_x"], rows["T"], counts)}
+    assert got == {
+        (0.0, 0.0, 10.0): 1 + 3,
+        (2.0, 5.0, 9.0): 2 + 4,
+        (1.0, 3.0, 8.0): 5,
+        (0.0, 0.0, 7.0): 6,
+        (2.0, 4.0, 9.0): 7,
+    }
+    order = np.array([6, 3, 0, 5, 1, 4, 2])
+    again, counts_again = compress({"x": x[order], "t_x": t_x[order], "T": T[order]}, w[order])
+    for key in rows:
+        np.testing.assert_array_equal(np.abs(again[key]), np.abs(rows[key]))
+    np.testing.assert_array_equal(counts_again, counts)
+    # Rows are grouped by a 64-bit hash; different rows sharing one are still told apart.
+    monkeypatch.setattr(btyd_base, "_row_hash", lambda cols: np.zeros(len(cols[0]), np.uint64))
+    first, inverse = group_rows([x, t_x, T])
+    assert len(first) == 5
+    for col in (x, t_x, T):
+        np.testing.assert_array_equal(col[first][inverse], col)
+
+
+def test_pareto_series_term_by_term_equals_the_matrix_summation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Short series are summed by a recurrence over rows, long ones as (rows x terms) matrices;
+    # on the same rows both give log S and its derivatives to rounding.
+    from crm_models.models.clv import pareto_nbd
+
+    rng = np.random.default_rng(2)
+    n = 4_000
+    B = rng.uniform(0.2, 30.0, n)
+    B[:500] = 501.0  # large frequency
+    C = B + rng.uniform(0.5, 5.0, n)
+    z = np.concatenate([rng.uniform(0.0, 0.3, n // 2), rng.uniform(0.3, 0.97, n - n // 2)])
+    z[:3] = 0.0
+    short = pareto_nbd._euler_series(B, C, z, gradient=True)
+    monkeypatch.setattr(pareto_nbd, "_RECURRENCE_UP_TO", 0)
+    matrix = pareto_nbd._euler_series(B, C, z, gradient=True)
+    np.testing.assert_allclose(short[0], matrix[0], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(short[1], matrix[1], rtol=1e-11, atol=1e-13)
+    # and S itself against scipy's 2F1 where that is finite and accurate (moderate z)
+    from scipy.special import hyp2f1
+
+    mid = (z > 0) & (z < 0.6) & (B < 100)
+    np.testing.assert_allclose(
+        np.exp(short[0][mid]), hyp2f1(1.0, B[mid], C[mid], z[mid]), rtol=1e-12
+    )

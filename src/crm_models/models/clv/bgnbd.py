@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.special import betainc, betaln, digamma, expit, gammaln, xlogy
+from scipy.special import betainc, betaln, digamma, expit, gammaln, polygamma, xlogy
 
 from crm_models.errors import ModelInputError
 from crm_models.models.clv.base import BTYDModel, frequency_recency_T, log_hyp2f1
@@ -55,15 +55,33 @@ def _horizon(t: Any, n: int | None = None) -> np.ndarray:
     return t
 
 
+def _dot(u: np.ndarray, v: np.ndarray) -> float:
+    """sum(u * v) without BLAS (whose thread start-up dominates on one vector pair)."""
+    return float(np.einsum("i,i->", u, v))
+
+
+def _distinct_counts(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, index)`` with ``values[index] == x`` for non-negative integer counts ``x``.
+
+    The values are 0 .. max(x) when that range is small (no sort needed), else the distinct
+    values."""
+    top = int(x.max()) if len(x) else 0
+    if top < max(2**16, len(x)):
+        return np.arange(top + 1, dtype=float), x.astype(np.intp)
+    values, index = np.unique(x, return_inverse=True)
+    return values, index.reshape(-1)
+
+
 class BetaGeo(BTYDModel):
     """BG/NBD (Fader, Hardie & Lee 2005); parameters ``r, alpha, a, b``.
 
     Fit on a btyd summary with columns ``frequency``, ``recency``, ``T`` (see the module
-    docstring for the formulas). The log-likelihood gradient is analytic.
+    docstring for the formulas). The log-likelihood's gradient and Hessian are analytic.
     """
 
     _param_names = ("r", "alpha", "a", "b")
     _has_gradient = True
+    _has_hessian = True
     _extra_dropout: ClassVar[int] = 0
     """d: dropout opportunities at the first purchase (0 BG/NBD, 1 MBG/NBD)."""
 
@@ -77,56 +95,106 @@ class BetaGeo(BTYDModel):
         return np.array([1.0, mean_T / mean_x, 1.0, 1.0])
 
     def _precompute(self, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        # Few distinct frequencies, ages and recencies: the special functions are evaluated on
-        # the distinct values and gathered, and the gradient's per-frequency and per-age terms
-        # are summed against the weights of each distinct value (bincount) instead of per row.
+        # Few distinct frequencies: the special functions are evaluated once per frequency and
+        # gathered, and the gradient's per-frequency terms are summed against each frequency's
+        # weight. Ages and recencies are used as they are: on large tables they are nearly all
+        # distinct (continuous time) or the gathers would cost about what they save.
         out = dict(data)
         w = data["weights"]
-        for key in ("x", "t_x", "T"):
-            out[key + "_u"], inverse = np.unique(data[key], return_inverse=True)
-            out[key + "_i"] = inverse.reshape(-1)
-            out[key + "_w"] = np.bincount(out[key + "_i"], weights=w)
+        out["x_u"], out["x_i"] = _distinct_counts(data["x"])
+        out["x_w"] = np.bincount(out["x_i"], weights=w, minlength=len(out["x_u"]))
         out["wx"] = w * data["x"]
+        out["w_total"] = float(w.sum())
         return out
 
-    def _log_likelihood(self, params: np.ndarray, data: dict, gradient: bool = False) -> Any:
+    def _log_likelihood(
+        self, params: np.ndarray, data: dict, gradient: bool = False, hessian: bool = False
+    ) -> Any:
         r, alpha, a, b = params
         d = self._extra_dropout
-        ux, ix = data["x_u"], data["x_i"]
-        p = r + data["x"]
+        ux, ix, x = data["x_u"], data["x_i"], data["x"]
         has_death = (ux + d) > 0
         b_death = np.where(has_death, b + ux + d - 1, 1.0)  # b+x+d-1 > 0 wherever it is used
         head = gammaln(r + ux) - gammaln(r) + r * np.log(alpha) + betaln(a, b + ux + d)
         head -= betaln(a, b)
         log_a_over_b = np.where(has_death, np.log(a) - np.log(b_death), -np.inf)
-        log_T_u = np.log(alpha + data["T_u"])
-        log_T = log_T_u[data["T_i"]]
-        gap = log_T - np.log(alpha + data["t_x_u"])[data["t_x_i"]]  # log (alpha+T)/(alpha+t_x)
+        # One pass per line below on ~1M rows: in-place operations, np.take for the gathers
+        # (several times faster than fancy indexing) and log(1 + e^-|odds|) by log, not log1p
+        # (3x slower; the absolute error, 1e-16 per row, is far below the sum's rounding).
+        p = x + r
+        log_T = np.log(data["T"] + alpha)
+        gap = np.log(data["t_x"] + alpha)
+        np.subtract(log_T, gap, out=gap)  # log (alpha+T)/(alpha+t_x)
         # log(dead part / alive part) of the likelihood's bracket; the bracket's log is
         # -p log(alpha+T) + log(1 + e^odds) and P(dropped out | data) = expit(odds).
-        odds = log_a_over_b[ix] + p * gap
-        # log(1 + e^odds) and expit(odds) from one exponential (np.logaddexp and expit cost
-        # several times more on large tables).
-        small = np.exp(-np.abs(odds))
-        ll = head[ix] - p * log_T + np.maximum(odds, 0.0) + np.log1p(small)
+        odds = p * gap
+        odds += np.take(log_a_over_b, ix)
+        small = np.abs(odds)
+        np.negative(small, out=small)
+        np.exp(small, out=small)  # e^-|odds|
+        one_plus = small + 1.0
+        ll = np.log(one_plus)
+        ll += np.maximum(odds, 0.0)
+        ll += np.take(head, ix)
+        ll -= p * log_T
         if not gradient:
             return ll
-        w, W_x = data["weights"], data["x_w"]
-        w_dead = w * np.where(odds >= 0, 1.0, small) / (1.0 + small)
-        inv_T = (1.0 / (alpha + data["T_u"]))[data["T_i"]]
-        inv_tx = (1.0 / (alpha + data["t_x_u"]))[data["t_x_i"]]
+        w, W_x, W = data["weights"], data["x_w"], data["w_total"]
+        sigma = np.where(odds >= 0, 1.0, small)
+        sigma /= one_plus  # P(dropped out after the last purchase | data)
+        w_dead = w * sigma
+        inv_T = 1.0 / (data["T"] + alpha)
+        inv_tx = 1.0 / (data["t_x"] + alpha)
+        diff = inv_T - inv_tx  # d gap / d alpha
+        dead_p = w_dead * p
         psi_ab = digamma(a + b)
         psi_abx = digamma(a + b + ux + d)
+        dead_by_x = np.bincount(ix, weights=w_dead, minlength=len(ux))
+        inv_b = np.where(has_death, 1.0 / b_death, 0.0)
         # d/dr: -w_alive log(alpha+T) - w_dead log(alpha+t_x) = -log(alpha+T) + w_dead * gap.
-        g_r = W_x @ (digamma(r + ux) - digamma(r) + np.log(alpha)) - data["T_w"] @ log_T_u
-        g_r += w_dead @ gap
+        g_r = W_x @ (digamma(r + ux) - digamma(r) + np.log(alpha)) - _dot(w, log_T)
+        g_r += _dot(w_dead, gap)
         # d/dalpha: r/alpha - p (w_alive/(alpha+T) + w_dead/(alpha+t_x)).
-        g_alpha = r / alpha * w.sum() - (r * (w @ inv_T) + data["wx"] @ inv_T)
-        g_alpha += (w_dead * p) @ (inv_T - inv_tx)
-        g_a = W_x @ (psi_ab - psi_abx) + w_dead.sum() / a
-        g_b = W_x @ (digamma(b + ux + d) - digamma(b) + psi_ab - psi_abx)
-        g_b -= np.bincount(ix, weights=w_dead, minlength=len(ux)) @ (1.0 / b_death)
-        return ll, np.array([g_r, g_alpha, g_a, g_b])
+        g_alpha = r / alpha * W - (r * _dot(w, inv_T) + _dot(data["wx"], inv_T))
+        g_alpha += _dot(dead_p, diff)
+        g_a = W_x @ (psi_ab - psi_abx) + dead_by_x.sum() / a
+        g_b = W_x @ (digamma(b + ux + d) - digamma(b) + psi_ab - psi_abx) - dead_by_x @ inv_b
+        grad = np.array([g_r, g_alpha, g_a, g_b])
+        if not hessian:
+            return ll, grad
+        # The bracket's log is log(1 + e^odds) - p log(alpha+T): its Hessian is
+        # sigma (1 - sigma) d odds d odds' + sigma d2 odds, with d odds / d(r, alpha, a, b) =
+        # (gap, p diff, 1/a, -1/(b+x+d-1)); the rest is trigamma terms per frequency.
+        s2 = w_dead * (1.0 - sigma)
+        q = p * diff
+        s2_gap = s2 * gap
+        s2_q = s2 * q
+        s2_by_x = np.bincount(ix, weights=s2, minlength=len(ux))
+        s2_gap_by_x = np.bincount(ix, weights=s2_gap, minlength=len(ux))
+        s2_q_by_x = np.bincount(ix, weights=s2_q, minlength=len(ux))
+        tri_ab = polygamma(1, a + b) - polygamma(1, a + b + ux + d)
+        inv_T2 = inv_T * inv_T
+        H = np.empty((4, 4))
+        H[0, 0] = W_x @ (polygamma(1, r + ux) - polygamma(1, r)) + _dot(s2_gap, gap)
+        H[0, 1] = W / alpha - _dot(w, inv_T) + _dot(w_dead, diff) + _dot(s2_gap, q)
+        H[0, 2] = s2_gap_by_x.sum() / a
+        H[0, 3] = -(s2_gap_by_x @ inv_b)
+        H[1, 1] = (
+            -r * W / alpha**2
+            + r * _dot(w, inv_T2)
+            + _dot(data["wx"], inv_T2)
+            + _dot(dead_p, inv_tx * inv_tx - inv_T2)
+            + _dot(s2_q, q)
+        )
+        H[1, 2] = s2_q_by_x.sum() / a
+        H[1, 3] = -(s2_q_by_x @ inv_b)
+        H[2, 2] = W_x @ tri_ab + (s2_by_x.sum() - dead_by_x.sum()) / a**2
+        H[2, 3] = W_x @ tri_ab - (s2_by_x @ inv_b) / a
+        H[3, 3] = W_x @ (polygamma(1, b + ux + d) - polygamma(1, b) + tri_ab) + (
+            dead_by_x + s2_by_x
+        ) @ (inv_b * inv_b)
+        H[np.tril_indices(4, -1)] = H.T[np.tril_indices(4, -1)]
+        return ll, grad, H
 
     # -- predictions ---------------------------------------------------------------------------
 

@@ -24,9 +24,12 @@ summary's time unit). Data per customer: x = frequency, t_x = recency, T.
   alpha <  beta: F(t) = (alpha+t)^-(r+x-1) (beta+t)^-(s+1) S(t),
   S the transformed series, everything in logs, A0 as a log-difference. The number of terms a
   row needs is found beforehand (t_k is a ratio of gamma functions in closed form), so rows
-  are summed as matrices in groups of equal length; F depends on a customer only through
+  are summed in groups of equal length (term by term over blocks of rows for short series, as
+  matrices for long ones); F depends on a customer only through
   (x, t), evaluated once per distinct pair (CDNOW: 1,726 (x, t_x) and 979 (x, T) pairs for
-  23,570 customers). The gradient is analytic: d log S / d(B, C, z) from the same terms.
+  23,570 customers). The gradient is analytic: d log S / d(B, C, z) from the same terms; per
+  row only scalar weights are formed, summed per distinct pair (bincount) and multiplied with
+  the pairs' derivatives, so no (rows x 4) array is built.
 - P(alive | x, t_x, T) (eq. 36-37) = (alpha+T)^-(r+x) (beta+T)^-s / [the bracket of L].
 - E[Y(t) | x, t_x, T] (eq. 41) = P(alive) (r+x)(beta+T) / ((alpha+T)(s-1))
       * [1 - ((beta+T)/(beta+T+t))^(s-1)]   (the s -> 1 limit is a logarithm).
@@ -49,8 +52,8 @@ import pandas as pd
 from scipy.special import digamma, gammaln, roots_legendre, xlogy
 
 from crm_models.errors import ModelInputError
-from crm_models.models.clv.base import BTYDModel, frequency_recency_T
-from crm_models.models.clv.bgnbd import _horizon
+from crm_models.models.clv.base import BTYDModel, frequency_recency_T, group_rows
+from crm_models.models.clv.bgnbd import _distinct_counts, _dot, _horizon
 
 _LEGENDRE_NODES, _LEGENDRE_WEIGHTS = roots_legendre(256)
 
@@ -65,6 +68,54 @@ _GRID = np.unique(np.ceil(8 * 1.25 ** np.arange(40))).astype(int)
 _GRID = _GRID[_GRID <= _MAX_TERMS]
 
 
+_RECURRENCE_UP_TO = 64
+"""Rows whose series needs at most this many terms are summed term by term over row blocks."""
+
+
+def _short_series(
+    B: np.ndarray, C: np.ndarray, z: np.ndarray, K: int, gradient: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_euler_series` for rows that all take K terms, by the recurrence
+    t_{j+1} = t_j (B+j)/(C+j) z on vectors of rows (in-place, cache-sized: with few terms this
+    beats the (rows x K) matrices, whose temporaries cost more than the arithmetic). The
+    derivative sums run forward: sum_k t_k sum_{j<k} 1/(B+j) with the inner sum carried along.
+    """
+    t = np.ones_like(z)
+    total = np.ones_like(z)
+    b_j, c_j, tmp = np.empty_like(z), np.empty_like(z), np.empty_like(z)
+    if gradient:
+        h_b, h_c, s_b, s_c, s_k = (np.zeros_like(z) for _ in range(5))
+    for j in range(K):
+        np.add(B, j, out=b_j)
+        np.add(C, j, out=c_j)
+        if gradient:
+            np.divide(1.0, b_j, out=tmp)
+            h_b += tmp
+            np.divide(1.0, c_j, out=tmp)
+            h_c += tmp
+        np.divide(b_j, c_j, out=tmp)
+        tmp *= z
+        t *= tmp  # t_{j+1}
+        total += t
+        if gradient:
+            np.multiply(t, h_b, out=tmp)
+            s_b += tmp
+            np.multiply(t, h_c, out=tmp)
+            s_c += tmp
+            np.multiply(t, j + 1.0, out=tmp)
+            s_k += tmp
+    last_ratio = (B + K) / (C + K) * z
+    tail = t * last_ratio / (1.0 - last_ratio)
+    total += tail
+    if not gradient:
+        return np.log(total), None
+    # The tail estimate enters the B and C derivatives as terms beyond K would (as in the
+    # matrix summation of _euler_series).
+    s_b += tail * h_b
+    s_c += tail * h_c
+    return np.log(total), np.column_stack([s_b / total, -s_c / total, s_k / (z * total)])
+
+
 def _euler_series(
     B: np.ndarray, C: np.ndarray, z: np.ndarray, gradient: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -76,8 +127,9 @@ def _euler_series(
     is added; the true tail lies between it and t_K z/(1-z), so the error is below
     1e-15 z(1-q_K)/(q_K(1-z)) of S (5e-14 at z = 0.98, q_K = 0.5): bounding the tail instead costs
     ~3x the terms. t_K has a closed form (gamma functions), so K is found beforehand by
-    bisection, and rows are summed in groups of equal length as matrices, without an iteration
-    loop over terms. With ``gradient``, also the derivatives of
+    bisection, and rows are summed in groups of equal length: up to ``_RECURRENCE_UP_TO`` terms
+    by :func:`_short_series`, longer ones as matrices (a term-by-term loop would run up to
+    ``_MAX_TERMS`` times in Python). With ``gradient``, also the derivatives of
     log S with respect to B, C and z (columns), from the same terms: d log t_k/dB =
     sum_{j<k} 1/(B+j), d/dC = -sum_{j<k} 1/(C+j), d/dz = k/z; the double sums are taken as
     sum_j 1/(B+j) * (t_{j+1} + t_{j+2} + ...), one cumulative sum for both.
@@ -114,6 +166,12 @@ def _euler_series(
         grad[:, 2] = np.where(z > 0, 0.0, B / C)  # the z -> 0 limit of sum_k k t_k / (z S)
     for K in np.unique(size[size > 0]):
         rows_k = np.flatnonzero(size == K)
+        if K <= _RECURRENCE_UP_TO:
+            for rows in np.array_split(rows_k, max(1, len(rows_k) // 2**15)):
+                log_s[rows], g = _short_series(B[rows], C[rows], z[rows], int(K), gradient)
+                if gradient:
+                    grad[rows] = g
+            continue
         for rows in np.array_split(rows_k, max(1, len(rows_k) * K // 2**16)):
             j = np.arange(K, dtype=float)
             zz = z[rows, None]
@@ -136,10 +194,10 @@ def _euler_series(
 
 def _log_f(
     p: np.ndarray, alpha: float, s: float, beta: float, t: np.ndarray, gradient: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
     """log F(t) of A0 = F(t_x) - F(T) (module docstring), after Euler's transformation.
 
-    With ``gradient`` also d log F / d(p, s, alpha, beta) as a (rows, 4) array.
+    With ``gradient`` also d log F / d(p, s, alpha, beta), four arrays.
     """
     la, lb = np.log(alpha + t), np.log(beta + t)
     if alpha >= beta:
@@ -149,13 +207,11 @@ def _log_f(
         if not gradient:
             return out, None
         s_b, s_c, s_z = g.T
-        d = np.column_stack(
-            [
-                -la + s_b + s_c,
-                -lb + s_c,
-                -p / (alpha + t) + s_z * (beta + t) / (alpha + t) ** 2,
-                -s / (beta + t) - s_z / (alpha + t),
-            ]
+        d = (
+            -la + s_b + s_c,
+            -lb + s_c,
+            -p / (alpha + t) + s_z * (beta + t) / (alpha + t) ** 2,
+            -s / (beta + t) - s_z / (alpha + t),
         )
     else:
         z = (beta - alpha) / (beta + t)
@@ -164,13 +220,11 @@ def _log_f(
         if not gradient:
             return out, None
         s_b, s_c, s_z = g.T
-        d = np.column_stack(
-            [
-                -la + s_c,
-                -lb + s_b + s_c,
-                -(p - 1.0) / (alpha + t) - s_z / (beta + t),
-                -(s + 1.0) / (beta + t) + s_z * (alpha + t) / (beta + t) ** 2,
-            ]
+        d = (
+            -la + s_c,
+            -lb + s_b + s_c,
+            -(p - 1.0) / (alpha + t) - s_z / (beta + t),
+            -(s + 1.0) / (beta + t) + s_z * (alpha + t) / (beta + t) ** 2,
         )
     return out, d
 
@@ -180,43 +234,22 @@ def _log_bracket(
     alpha: float,
     s: float,
     beta: float,
-    t_x: np.ndarray,
     T: np.ndarray,
-    gradient: bool = False,
-    f_tx: tuple | None = None,
-    f_T: tuple | None = None,
-) -> Any:
-    """log[(alpha+T)^-p (beta+T)^-s + s/(p+s) A0], the likelihood's bracket.
+    f_tx: np.ndarray,
+    f_T: np.ndarray,
+) -> np.ndarray:
+    """log[(alpha+T)^-p (beta+T)^-s + s/(p+s) A0], the likelihood's bracket, from ``f_tx`` and
+    ``f_T``, log F at t_x and at T (:func:`_log_f`).
 
-    ``p`` is r+x for the likelihood (and r+x+1 for the posterior mean of lambda). With
-    ``gradient``, also its derivatives with respect to (p, s, alpha, beta), (rows, 4).
-    ``f_tx`` / ``f_T``: ``_log_f`` at t_x / T when already computed (on distinct rows).
+    ``p`` is r+x for the likelihood (and r+x+1 for the posterior mean of lambda).
     """
-    f_tx, d_tx = f_tx if f_tx is not None else _log_f(p, alpha, s, beta, t_x, gradient)
-    f_T, d_T = f_T if f_T is not None else _log_f(p, alpha, s, beta, T, gradient)
     # A0 = F(t_x) - F(T) >= 0 (an integral); rounding can make the difference -0.
     gap = np.minimum(f_T - f_tx, 0.0)
     with np.errstate(divide="ignore"):
         log_a0 = f_tx + np.log(-np.expm1(gap))
     log_alive = -p * np.log(alpha + T) - s * np.log(beta + T)
     log_dead = np.log(s) - np.log(p + s) + log_a0
-    out = np.logaddexp(log_alive, log_dead)
-    if not gradient:
-        return out
-    w_alive = np.exp(log_alive - out)
-    # The dead part's weight times d log A0, written without dividing by A0 (which is 0 when
-    # t_x = T): s/(p+s) F(t_x)/bracket * (d log F(t_x) - F(T)/F(t_x) d log F(T)).
-    c_dead = np.exp(np.log(s) - np.log(p + s) + f_tx - out)
-    w_dead = c_dead * -np.expm1(gap)
-    d_a0 = c_dead[:, None] * (d_tx - np.exp(gap)[:, None] * d_T)
-    d_alive = np.column_stack(
-        [-np.log(alpha + T), -np.log(beta + T), -p / (alpha + T), -s / (beta + T)]
-    )
-    d_const = np.column_stack(
-        [-1.0 / (p + s), 1.0 / s - 1.0 / (p + s), np.zeros_like(p), np.zeros_like(p)]
-    )
-    grad = w_alive[:, None] * d_alive + w_dead[:, None] * d_const + d_a0
-    return out, grad
+    return np.logaddexp(log_alive, log_dead)
 
 
 def _one_minus_power_over(q: np.ndarray, e: float) -> np.ndarray:
@@ -248,38 +281,89 @@ class ParetoNBD(BTYDModel):
         # F(t) depends on a row through (x, t) only: CDNOW's 23,570 customers have 8,685
         # distinct (x, t_x, T) rows but 1,726 distinct (x, t_x) and 979 distinct (x, T) pairs.
         out = dict(data)
+        x = data["x"]
         for t in ("t_x", "T"):
-            pairs, inverse = np.unique(
-                np.column_stack([data["x"], data[t]]), axis=0, return_inverse=True
-            )
-            out[f"{t}_pairs"], out[f"{t}_inverse"] = pairs, inverse.reshape(-1)
+            first, inverse = group_rows([x, data[t]])
+            out[f"{t}_pairs"] = np.column_stack([x[first], data[t][first]])
+            out[f"{t}_inverse"] = inverse
+        out["x_u"], out["x_i"] = _distinct_counts(x)
+        if "weights" in data:
+            out["x_w"] = np.bincount(out["x_i"], weights=data["weights"], minlength=len(out["x_u"]))
         return out
 
     def _log_likelihood(self, params: np.ndarray, data: dict, gradient: bool = False) -> Any:
         r, alpha, s, beta = params
-        x = data["x"]
-        f = {}
+        ux, ix, x, T = data["x_u"], data["x_i"], data["x"], data["T"]
+        f, d = {}, {}
         for t in ("t_x", "T"):
-            pairs, inverse = data[f"{t}_pairs"], data[f"{t}_inverse"]
-            log_f, d = _log_f(r + pairs[:, 0], alpha, s, beta, pairs[:, 1], gradient)
-            f[t] = (log_f[inverse], d[inverse] if gradient else None)
-        head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
-        out = _log_bracket(
-            r + x, alpha, s, beta, data["t_x"], data["T"], gradient, f["t_x"], f["T"]
-        )
+            pairs = data[f"{t}_pairs"]
+            log_f, d[t] = _log_f(r + pairs[:, 0], alpha, s, beta, pairs[:, 1], gradient)
+            f[t] = np.take(log_f, data[f"{t}_inverse"])
+        head = gammaln(r + ux) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+        # The bracket (_log_bracket) row by row, one pass per line on ~1M rows; the terms that
+        # depend on x alone are computed per distinct x and gathered.
+        p = x + r
+        log_aT = np.log(alpha + T)
+        log_bT = np.log(beta + T)
+        gap = f["T"] - f["t_x"]
+        np.minimum(gap, 0.0, out=gap)  # A0 = F(t_x) - F(T) >= 0; rounding can make it -0
+        one_minus = np.expm1(gap)
+        np.negative(one_minus, out=one_minus)  # A0 / F(t_x) = 1 - e^gap
+        with np.errstate(divide="ignore"):
+            log_dead = np.log(one_minus)
+        log_dead += f["t_x"]
+        log_dead += np.take(np.log(s) - np.log(ux + r + s), ix)
+        log_alive = p * log_aT
+        log_alive += s * log_bT
+        np.negative(log_alive, out=log_alive)
+        # log(alive + dead) = max + log(1 + e^-|difference|), and the two shares from e.
+        e = log_alive - log_dead
+        alive_first = e >= 0
+        np.abs(e, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        one_plus = e + 1.0
+        ll = np.log(one_plus)
+        ll += np.maximum(log_alive, log_dead)
+        ll += np.take(head, ix)
         if not gradient:
-            return head + out
-        bracket, d = out
-        # d columns are (p, s, alpha, beta) with p = r + x; parameters are (r, alpha, s, beta).
-        G = np.vstack(
+            return ll
+        w, W_x = data["weights"], data["x_w"]
+        W = float(W_x.sum())
+        np.divide(1.0, one_plus, out=one_plus)
+        e *= one_plus  # e / (1 + e)
+        w_alive = np.where(alive_first, one_plus, e)  # alive share of the bracket
+        w_dead = np.where(alive_first, e, one_plus)
+        w_alive *= w
+        w_dead *= w
+        # d log(dead part): d/d(p, s) of log s - log(p+s), and d log A0 = (F(t_x) d log F(t_x)
+        # - F(T) d log F(T)) / A0, the two d log F summed per distinct (x, t) pair with the
+        # weights w_dead / (1 - e^gap) and that times e^gap (none where A0 = 0: t_x = T).
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.where(one_minus > 0, w_dead / one_minus, 0.0)
+        by_tx = np.bincount(data["t_x_inverse"], weights=c, minlength=len(d["t_x"][0]))
+        c *= 1.0 - one_minus
+        by_T = np.bincount(data["T_inverse"], weights=c, minlength=len(d["T"][0]))
+        dead_a0 = [d_tx @ by_tx - d_T @ by_T for d_tx, d_T in zip(d["t_x"], d["T"], strict=True)]
+        dead_by_x = np.bincount(ix, weights=w_dead, minlength=len(ux))
+        inv_ps = 1.0 / (ux + r + s)
+        # d log(alive part) / d(p, s, alpha, beta) = (-log(alpha+T), -log(beta+T),
+        # -p/(alpha+T), -s/(beta+T)).
+        g_p = -_dot(w_alive, log_aT) - dead_by_x @ inv_ps + dead_a0[0]
+        g_s = -_dot(w_alive, log_bT) + dead_by_x @ (1.0 / s - inv_ps) + dead_a0[1]
+        w_alive *= p
+        g_alpha = -_dot(w_alive, 1.0 / (alpha + T)) + dead_a0[2]
+        w_alive /= p
+        g_beta = -s * _dot(w_alive, 1.0 / (beta + T)) + dead_a0[3]
+        grad = np.array(
             [
-                digamma(r + x) - digamma(r) + np.log(alpha) + d[:, 0],
-                r / alpha + d[:, 2],
-                np.log(beta) + d[:, 1],
-                s / beta + d[:, 3],
+                W_x @ (digamma(r + ux) - digamma(r)) + W * np.log(alpha) + g_p,
+                r / alpha * W + g_alpha,
+                W * np.log(beta) + g_s,
+                s / beta * W + g_beta,
             ]
         )
-        return head + bracket, G @ data["weights"]
+        return ll, grad
 
     # -- predictions ---------------------------------------------------------------------------
 
@@ -288,10 +372,10 @@ class ParetoNBD(BTYDModel):
         r, alpha, s, beta = self._params()
         f = []
         for t in (t_x, T):
-            pairs, inverse = np.unique(np.column_stack([x, t]), axis=0, return_inverse=True)
-            log_f, _ = _log_f(r + extra + pairs[:, 0], alpha, s, beta, pairs[:, 1], False)
-            f.append((log_f[inverse.reshape(-1)], None))
-        return _log_bracket(r + extra + x, alpha, s, beta, t_x, T, False, f[0], f[1])
+            first, inverse = group_rows([x, t])
+            log_f, _ = _log_f(r + extra + x[first], alpha, s, beta, t[first], False)
+            f.append(log_f[inverse])
+        return _log_bracket(r + extra + x, alpha, s, beta, T, f[0], f[1])
 
     def _prob_alive(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         r, alpha, s, beta = self._params()
