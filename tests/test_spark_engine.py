@@ -147,11 +147,12 @@ def test_parquet_source_with_column_mapping_and_checks(session, sim, tmp_path):
     with pytest.raises(DataValidationError) as err:
         S.check_tables({"transactions": t}, sources={"transactions": str(path)})
     text = str(err.value)
-    assert "transactions.amount  bad amount: 1 rows" in text and "'abc'" in text
-    assert "transactions.ts  bad timestamp: 1 rows" in text and "2024-13-45" in text
-    probs = {(p.column, p.check): p.n_rows for p in err.value.report.problems}
-    assert probs == {("amount", "bad amount"): 1, ("amount", "negative"): 1,
-                     ("ts", "bad timestamp"): 1}
+    assert "transactions.amount  wrong type: 1 row is not a valid amount" in text and "'abc'" in text
+    assert "transactions.ts  unparseable timestamp: 1 row is" in text and "2024-13-45" in text
+    probs = sorted((p.column, p.check, p.message, p.n_rows) for p in err.value.report.problems)
+    assert probs == [("amount", "invalid amount", "1 row is negative", 1),
+                     ("amount", "wrong type", "1 row is not a valid amount", 1),
+                     ("ts", "unparseable timestamp", "1 row is not a valid timestamp", 1)]
 
 
 def test_default_path_works_without_pyspark(tmp_path):
@@ -339,6 +340,7 @@ def test_files_read_by_spark_run_and_bad_file_stops_before_mlflow(session, store
     cfg.write_text(yaml.safe_dump(raw))
     res = runner.invoke(app, ["run", str(cfg), "--set", "engine=spark"])
     assert res.exit_code == 1
-    assert "transactions.amount  bad amount: 1 rows" in res.output and "'abc'" in res.output
+    assert "transactions.amount  wrong type: 1 row is not a valid amount" in res.output
+    assert "'abc'" in res.output
     assert "Traceback" not in res.output
     assert len(mlflow.search_runs(experiment_names=["spark_files"])) == n_runs

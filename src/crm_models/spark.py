@@ -25,7 +25,19 @@ import pandas as pd
 
 from crm_models.config import SparkConfig, TableSource
 from crm_models.data.contracts import CONTRACTS, ColumnKind
-from crm_models.data.validation import DataValidationError, Problem, ValidationReport
+from crm_models.data.validation import (
+    CHECK_AFTER_END,
+    CHECK_AMOUNT,
+    CHECK_DUPLICATE,
+    CHECK_EMPTY,
+    CHECK_MISSING,
+    CHECK_NULL,
+    CHECK_TIMESTAMP,
+    CHECK_TYPE,
+    DataValidationError,
+    Problem,
+    ValidationReport,
+)
 from crm_models.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -216,7 +228,7 @@ def check_table(
     problems: list[Problem] = []
     missing = [c for c in contract.required if c not in t.columns]
     for col in missing:
-        problems.append(Problem(name, col, "missing column",
+        problems.append(Problem(name, col, CHECK_MISSING,
                                 f"required column not found (columns: {list(t.columns)[:20]})", 0))
     cols = {c: k for c, k in contract.columns.items() if c in t.columns}
     typed: dict[str, ir.Value] = {}
@@ -225,21 +237,22 @@ def check_table(
         value, bad = _typed_column(t, col, kind)
         typed[col] = value
         if bad is not None:
-            checks[f"{col}:type"] = (col, f"bad {kind}", f"value does not parse as {kind}", bad)
+            check = CHECK_TIMESTAMP if kind == "timestamp" else CHECK_TYPE
+            checks[f"{col}:type"] = (col, check, f"not a valid {kind}", bad)
         if col in contract.required:
-            checks[f"{col}:null"] = (col, "null", "required value is missing", t[col].isnull())
+            checks[f"{col}:null"] = (col, CHECK_NULL, "required value is missing",
+                                     t[col].isnull())
         if kind == "amount":
             v = value
-            checks[f"{col}:neg"] = (col, "negative", "amount is negative", v < 0)
-            checks[f"{col}:nan"] = (col, "nan", "amount is NaN or infinite",
-                                    v.isnan() | v.isinf())
+            checks[f"{col}:neg"] = (col, CHECK_AMOUNT, "negative", v < 0)
+            checks[f"{col}:nan"] = (col, CHECK_AMOUNT, "NaN or infinite", v.isnan() | v.isinf())
         if (observation_end is not None and kind == "timestamp"
                 and col in contract.ts_columns):
             from crm_models.features.engine import lit_ts
 
-            checks[f"{col}:late"] = (col, "after observation end",
-                                     f"{col} after the observation end {observation_end}",
-                                     value >= lit_ts(observation_end))
+            checks[f"{col}:late"] = (col, CHECK_AFTER_END,
+                                     f"after the observation end {observation_end}",
+                                     value > lit_ts(observation_end))
     aggs = {key: c[3].fill_null(False).cast("int64").sum() for key, c in checks.items()}
     aggs["__rows"] = t.count()
     counts = t.aggregate(**aggs).to_pyarrow().to_pylist()[0]
@@ -248,7 +261,7 @@ def check_table(
         n = int(counts[key] or 0)
         if n:
             example = t.filter(cond.fill_null(False)).limit(1).to_pyarrow().to_pylist()[0]
-            problems.append(Problem(name, col, check, f"{n:,} rows: {message}", n,
+            problems.append(Problem(name, col, check, f"{_rows(n)} {message}", n,
                                     {k: _plain(v) for k, v in example.items()}))
     key = [c for c in contract.key if c in t.columns]
     if key and len(key) == len(contract.key) and not missing:
@@ -256,13 +269,17 @@ def check_table(
         n_dup = int(dups.count().to_pyarrow().as_py())
         if n_dup:
             ex = dups.limit(1).to_pyarrow().to_pylist()[0]
-            problems.append(Problem(name, ",".join(key), "duplicate key",
+            problems.append(Problem(name, ",".join(key), CHECK_DUPLICATE,
                                     f"{n_dup:,} key values occur more than once", n_dup,
                                     {k: _plain(v) for k, v in ex.items()}))
-    if missing or any(p.check.startswith("bad ") for p in problems):
+    if missing or any(p.check in (CHECK_TYPE, CHECK_TIMESTAMP) for p in problems):
         return None, problems, n_rows
     out = t.mutate(**{c: v for c, v in typed.items() if v is not t[c]}) if typed else t
     return out, problems, n_rows
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row is" if n == 1 else f"{n:,} rows are"
 
 
 def _plain(v: Any) -> Any:
@@ -287,7 +304,7 @@ def check_tables(
         if out is not None:
             typed[name] = out
         if n == 0:
-            problems.append(Problem(name, None, "empty", "the table has no rows", 0))
+            problems.append(Problem(name, None, CHECK_EMPTY, "the table has no rows", 0))
     report = ValidationReport(problems, counts, dict(sources or {}))
     if not report.ok:
         raise DataValidationError(report)

@@ -85,7 +85,9 @@ class Problem:
         line = f"{where}  {self.check}: {self.message}"
         if self.example:
             values = {k: v for k, v in self.example.items() if k != "row"}
-            line += f", e.g. row {self.example.get('row')}: {values}"
+            # engines without row order (Spark) give the example row without its number
+            at = f"row {self.example['row']}: " if "row" in self.example else ""
+            line += f", e.g. {at}{values}"
         return line
 
 
