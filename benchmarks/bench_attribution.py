@@ -1,8 +1,8 @@
 """Benchmark of multi-touch attribution: crm_models vs the ``ChannelAttribution`` package.
 
 Owns one reproducible, single-process comparison on simulated journeys (default 1M journeys over
-10 channels; ``--quick``: 100k): crm_models' exact Markov removal effects (order 1, sparse
-solves) and simplified Shapley value, against ChannelAttribution's ``markov_model`` (removal
+10 channels; ``--quick``: 100k): crm_models' exact Markov removal effects (order 1, one
+dense solve) and simplified Shapley value, against ChannelAttribution's ``markov_model`` (removal
 effects by Monte Carlo simulation) at its default settings, with ``ncore=2`` and with more
 simulations, plus both packages' first / last / linear heuristics. Run from the repository root:
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from crm_models.errors import ConfigError, DataError
+from crm_models.features.paths import encode_paths
 from crm_models.models.attribution import (
     HEURISTIC_METHODS,
     bootstrap_attribution,
@@ -313,6 +314,45 @@ def test_dense_order1_route_equals_the_sparse_removal_solves(
                 assert dense.attrs[key] == pytest.approx(sparse.attrs[key], rel=1e-12)
     dead_end = markov_attribution(dead).set_index("channel")
     assert dead_end.loc["z", "removal_effect"] == 0.0
+
+
+@pytest.mark.parametrize("block_bytes", [1, 100, 1 << 19])  # 1 or ~3 paths a block, or all
+def test_order1_counted_while_splitting_equals_the_chain_of_the_codes(
+    monkeypatch: pytest.MonkeyPatch, block_bytes: int
+) -> None:
+    """Order 1 on a path table counts its transitions while the strings are split (no codes are
+    kept); the answer equals the chain built from encode_paths' codes, with tiny blocks, long and
+    non-ASCII names, a channel first seen late, two raw tokens that trim to one channel (a self
+    transition, removed by collapsing), and several separators."""
+    from crm_models.features import paths as paths_module
+
+    monkeypatch.setattr(paths_module, "_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(21)
+    names = ["a", " a", "sms", "exactly8", "affiliate", "Paid Search - Brand", "x" * 30, "é-mail"]
+    for sep in (" > ", ">", " -> "):
+        n = 60
+        paths = [sep.join(rng.choice(names, rng.integers(1, 7))) for _ in range(n)]
+        paths[50] = sep.join(["a", "late_channel_name"])
+        table = pd.DataFrame(
+            {
+                "path": paths,
+                "conversions": rng.integers(0, 3, n),
+                "nulls": rng.integers(0, 3, n),
+                "value": rng.gamma(2.0, 10.0, n),
+            }
+        )
+        assert paths_module._order1_counts(table, sep) is not None  # the counting route
+        for collapse in (True, False):
+            counted = markov_attribution(table, sep=sep, collapse_repeats=collapse)
+            encoded = markov_attribution(encode_paths(table, sep), collapse_repeats=collapse)
+            pd.testing.assert_frame_equal(
+                counted, encoded, check_exact=False, rtol=1e-12, atol=1e-12, check_flags=False
+            )
+            assert counted.attrs == pytest.approx(encoded.attrs, rel=1e-12)
+    # more distinct tokens than the counting route keeps: encode_paths takes the table
+    wide = _paths([(" > ".join(f"c{i}" for i in range(i, i + 3)), 1, 1) for i in range(70)])
+    assert paths_module._order1_counts(wide, " > ") is None
+    assert markov_attribution(wide)["conversions"].sum() == pytest.approx(70)
 
 
 # --------------------------------------------------------------------------- Shapley

@@ -430,6 +430,60 @@ def test_inputs_outside_the_fast_splitter_give_the_same_codes(paths: list[str], 
     assert (enc.channels, enc.codes.tolist(), enc.offsets.tolist()) == (names, codes, offsets)
 
 
+@pytest.mark.parametrize("sep", [">", ", ", " > ", " -> ", " --> ", " ----> ", " =====> "])
+def test_fast_splitter_separators_of_every_width(sep: str) -> None:
+    """Separators of 1-8 bytes, so delimiters are found in 2-, 4- and 8-byte groups; one-letter
+    channels, and names holding the separator's tail or runs of spaces (two hits in one group:
+    the byte-wise pass; a hit not preceded by the separator's first byte: no delimiter)."""
+    from crm_models.features.paths import _split_fast
+
+    rng = np.random.default_rng(len(sep))
+    names = ["a", "b", "sms", "affiliate", "Paid  Search - Brand", f"x{sep[1:]}y", "q  r"]
+    table = _random_paths(rng, names, sep, 200)
+    assert _split_fast(table["path"].to_numpy(), sep) is not None  # the fast path
+    enc = encode_paths(table, sep)
+    ref_names, ref_codes, ref_offsets = _arrow_reference(table, sep)
+    assert enc.channels == ref_names
+    assert enc.codes.tolist() == ref_codes
+    assert enc.offsets.tolist() == ref_offsets
+
+
+def test_path_table_sorts_non_ascii_paths_like_python_strings() -> None:
+    """aggregate_paths sorts (conversions, nulls desc, then path) in Arrow, by UTF-8 bytes: the
+    same order as Python's string comparison, checked on mixed-script names against pandas."""
+    rng = np.random.default_rng(3)
+    names = ["a", "Z", "é-mail", "日本", "\U0001f600", "ä", "a b", "z"]
+    n = 400
+    journeys = pd.DataFrame(
+        {
+            "channels": [list(rng.choice(names, rng.integers(1, 4))) for _ in range(n)],
+            "converted": rng.random(n) < 0.2,  # many ties on (conversions, nulls)
+            "value": rng.gamma(2.0, 5.0, n),
+        }
+    )
+    table = aggregate_paths(journeys)
+    paths = [" > ".join(c) for c in journeys["channels"]]
+    conv = journeys["converted"].to_numpy(float)
+    ref = (
+        pd.DataFrame(
+            {
+                "path": paths,
+                "conversions": conv,
+                "value": journeys["value"] * conv,
+                "nulls": 1 - conv,
+            }
+        )
+        .groupby("path", as_index=False, sort=False)
+        .sum()
+        .sort_values(["conversions", "nulls", "path"], ascending=[False, False, True])
+        .reset_index(drop=True)
+    )
+    assert table["path"].tolist() == ref["path"].tolist()
+    np.testing.assert_allclose(
+        table[["conversions", "value", "nulls"]], ref[["conversions", "value", "nulls"]]
+    )
+
+
 def test_many_distinct_channels_and_non_string_cells() -> None:
     many = pd.DataFrame({"path": [f"c{i} > c{i + 1}" for i in range(3000)], "conversions": 1})
     enc = encode_paths(many)

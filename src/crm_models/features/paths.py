@@ -585,28 +585,43 @@ class EncodedPaths:
         return replace(self, codes=self.codes[keep], offsets=offsets, days_before=days)
 
     def path_strings(self) -> np.ndarray:
+        return self._joined().to_numpy(zero_copy_only=False)
+
+    def _joined(self) -> pa.Array:
         names = pa.array(self.channels, pa.string()).take(pa.array(self.codes))
         lists = pa.ListArray.from_arrays(pa.array(self.offsets, pa.int64()), names)
         lists = lists.cast(pa.list_(pa.string()))
-        return pc.binary_join(lists, self.sep).to_numpy(zero_copy_only=False)
+        return pc.binary_join(lists, self.sep)
 
     def path_table(self) -> pd.DataFrame:
         """Aggregate identical paths into the standard path table (see :func:`aggregate_paths`)."""
-        strings = self.path_strings()
-        inv, key = pd.factorize(strings)  # hashing: much faster than sorting 1M strings
-        n = key.size
-        out = pd.DataFrame(
+        # Hashed and sorted in Arrow; Python strings are made only for the distinct paths, at the
+        # end and in table order, so they lie together in memory and whatever reads the table
+        # next (e.g. encode_paths) reads them fast, rather than scattered among 1M discarded ones.
+        distinct = pc.dictionary_encode(self._joined())
+        inv = distinct.indices.to_numpy()
+        key = distinct.dictionary
+        n = len(key)
+        conversions = np.bincount(inv, self.conversions, n)
+        value = np.bincount(inv, self.value, n)
+        nulls = np.bincount(inv, self.nulls, n)
+        # UTF-8 byte order is code point order: the order of sorting Python strings
+        order = pc.sort_indices(
+            pa.table({"conversions": conversions, "nulls": nulls, "path": key}),
+            sort_keys=[
+                ("conversions", "descending"),
+                ("nulls", "descending"),
+                ("path", "ascending"),
+            ],
+        ).to_numpy()
+        return pd.DataFrame(
             {
-                "path": np.asarray(key, dtype=object),
-                "conversions": np.bincount(inv, self.conversions, n),
-                "value": np.bincount(inv, self.value, n),
-                "nulls": np.bincount(inv, self.nulls, n),
+                "path": key.take(order).to_numpy(zero_copy_only=False),
+                "conversions": conversions[order],
+                "value": value[order],
+                "nulls": nulls[order],
             }
         )
-        out = out.sort_values(
-            ["conversions", "nulls", "path"], ascending=[False, False, True], kind="stable"
-        )
-        return out.reset_index(drop=True)
 
 
 def _normalized(name: str) -> str:
@@ -650,9 +665,12 @@ def _counts(df: pd.DataFrame, col: str, table: str, default: float | None) -> np
     raw = df[col]
     if raw.dtype == bool:
         return raw.to_numpy(float)
-    s = pd.to_numeric(raw, errors="coerce").to_numpy(float)
-    bad = ~np.isfinite(s)
-    if bad.any():
+    if isinstance(raw.dtype, np.dtype) and raw.dtype.kind in "iuf":
+        s = raw.to_numpy(float)
+    else:
+        s = pd.to_numeric(raw, errors="coerce").to_numpy(float)
+    if not np.isfinite(s).all():
+        bad = ~np.isfinite(s)
         pos = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"table {table!r}, column {col!r}: {int(bad.sum())} NaN or non-numeric value(s); "
@@ -676,19 +694,23 @@ def _non_negative(a: np.ndarray, df: pd.DataFrame, col: str, table: str) -> None
 # Why not pyarrow's split_pattern + dictionary_encode: on 86k path strings (594k tokens) they cost
 # ~25 ms, more than the whole order-1 Markov model. A path column is a handful of distinct channel
 # names repeated many times, so here the column is joined into one byte buffer and cut with numpy:
-# separators are found by byte comparisons, and every token is read as little-endian 64-bit words
-# (a token of up to 8 bytes is one word, zeroed past its end) and looked up in a small hash table
-# of the distinct tokens. A lookup compares every word of the token (and longer tokens' length),
-# so a hash collision can never mistake one channel for another. Paths are joined and cut in
-# blocks of a few thousand, so that buffers and scratch arrays stay small, in cache and recycled
-# by the allocator: at 5 MB a pass, fresh memory (page faults) costs as much as the arithmetic.
-# Input the fast path does not cover (non-str cells, NUL bytes, empty tokens or overlapping
-# separators, tokens over 256 bytes, over 1024 distinct tokens) makes it return None, and the
-# pyarrow path (which also words the errors) runs instead.
+# separators are found by byte comparisons (their positions compacted from 2-8 byte groups, see
+# _delimiters), and every token is read as little-endian 64-bit words (a token of up to 8 bytes is
+# one word, zeroed past its end; unaligned words are assembled from two aligned ones) and looked
+# up in a small hash table of the distinct tokens. A lookup compares every word of the token (and
+# longer tokens' length), so a hash collision can never mistake one channel for another. Paths
+# are joined and cut in blocks of a few thousand, so that buffers and scratch arrays stay small,
+# in cache and recycled by the allocator: at 5 MB a pass, fresh memory (page faults) costs as
+# much as the arithmetic. Order-1 Markov needs only the journey-weighted (previous, next) token
+# counts, so for it each block's token ids are counted and dropped (_PairCounter, one bincount a
+# block) instead of being kept as codes. Input the fast path does not cover (non-str cells, NUL
+# bytes, empty tokens or overlapping separators, tokens over 256 bytes, over 1024 distinct
+# tokens; over 64 when counting) makes it return None, and the pyarrow path (which also words the
+# errors) runs instead.
 
 _JOINERS = (0x1F, 0x1E, 0x1D, 0x1C)
 """ASCII unit/record/group/file separators: the byte that marks a boundary between two paths."""
-_PAD = 8  # NUL bytes after the last path: a 64-bit read at any token start stays in the buffer
+_PAD = 16  # NUL bytes after the last path: both aligned words read at a token start exist
 _BLOCK_BYTES = 1 << 19  # ~60k tokens: faster than 128 kB (call overhead) or 2 MB (cache)
 _MAX_TOKEN_BYTES = 256
 _MAX_VOCAB = 1024
@@ -701,19 +723,37 @@ _HASH_MULTS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E
 _LOW_BYTES = np.array([(1 << (8 * i)) - 1 for i in range(9)] + [0], dtype=np.uint64)
 
 
+def _lane_constants(g: int) -> tuple[type, Any, Any, type]:
+    """For a ``g``-byte group with exactly one nonzero (= 1) byte, read as an unsigned integer
+    ``v = 1 << 8 * lane``: ``(v * mult) >> shift`` is ``lane`` (each lane's number sits in
+    ``mult`` where the product's top bits read it, a de Bruijn-like multiply)."""
+    unsigned = {2: np.uint16, 4: np.uint32, 8: np.uint64}[g]
+    bits, lane_bits = 8 * g, (g - 1).bit_length()
+    mult = sum(j << (bits - lane_bits - 8 * j) for j in range(g))
+    signed = {2: np.int16, 4: np.int32, 8: np.int64}[g]
+    return unsigned, unsigned(mult), unsigned(bits - lane_bits), signed
+
+
+_LANES = {g: _lane_constants(g) for g in (2, 4, 8)}
+
+
 class _Unsupported(Exception):
     """Input the fast path leaves to the pyarrow path."""
 
 
 @dataclass(frozen=True)
 class _SplitPaths:
-    """A path column cut into tokens: ``names`` sorted and trimmed, ``codes`` into them."""
+    """A path column cut into tokens: ``names`` sorted and trimmed, ``codes`` into them; or,
+    when counted for order-1 Markov, ``pairs`` and ``last`` instead of ``codes`` and
+    ``offsets`` (see :func:`_split_fast`)."""
 
     names: list[str]
-    codes: np.ndarray
-    offsets: np.ndarray
+    codes: np.ndarray | None
+    offsets: np.ndarray | None
     has_sep: bool
     """Whether any path contains the separator at all."""
+    pairs: np.ndarray | None = None
+    last: np.ndarray | None = None
 
 
 def _row_hash(cols: list[np.ndarray], mult: int) -> np.ndarray:
@@ -726,7 +766,7 @@ def _row_hash(cols: list[np.ndarray], mult: int) -> np.ndarray:
 
 
 class _TokenTable:
-    """Direct-mapped hash table from distinct key rows (uint64 columns) to int32 values, sized so
+    """Direct-mapped hash table from distinct key rows (uint64 columns) to integer values, sized so
     that the rows land in distinct buckets; :meth:`lookup` confirms every column."""
 
     def __init__(self, rows: np.ndarray, values: np.ndarray) -> None:
@@ -747,7 +787,7 @@ class _TokenTable:
         self.keys = [np.full(1 << bits, c[0], np.uint64) for c in cols]
         for table, c in zip(self.keys, cols):
             table[bucket] = c
-        self.values = np.full(1 << bits, values[0], np.int32)
+        self.values = np.full(1 << bits, values[0], np.intp)
         self.values[bucket] = values
 
     def lookup(self, cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -755,10 +795,10 @@ class _TokenTable:
         that are."""
         h = _row_hash(cols, self.mult)
         bucket = np.right_shift(h, self.shift, out=h).view(np.intp)
-        ok = self.keys[0][bucket] == cols[0]
+        ok = self.keys[0].take(bucket) == cols[0]
         for table, c in zip(self.keys[1:], cols[1:]):
-            ok &= table[bucket] == c
-        return self.values[bucket], None if ok.all() else ok
+            ok &= table.take(bucket) == c
+        return self.values.take(bucket), None if ok.all() else ok
 
 
 def _short_keys(keys: np.ndarray) -> list[bytes]:
@@ -826,6 +866,9 @@ class _Vocabulary:
         return ids
 
     def long_ids(self, cols: list[np.ndarray]) -> np.ndarray:
+        if self.long is not None and len(cols) - 3 < self.long_words:
+            # a block of shorter long tokens: its missing middle words are 0, as in the table's
+            cols = cols + [np.zeros_like(cols[0])] * (self.long_words + 3 - len(cols))
         if self.long is None or self.long_words != len(cols) - 3:
             self.long_words = len(cols) - 3
             long = [(i, t) for i, t in enumerate(self.tokens) if len(t) > 8]
@@ -846,16 +889,36 @@ def _delimiters(buf: np.ndarray, sep_b: bytes, joiner: int) -> tuple[np.ndarray,
     """Start of every separator or joiner in ``buf`` (in order), and which are joiners."""
     m = len(sep_b)
     n = buf.size - _PAD - m + 1  # the last joiner starts at n - 1
+    # Two delimiters of non-empty tokens lie >= m + 1 bytes apart, so the hits of g-byte groups
+    # (g = a power of 2 <= m + 1) are found by a pass over n / g groups rather than n bytes, and
+    # each group's one hit by its lane; a group with two hits (an empty token, sep[1:] inside a
+    # name) shows in the count and takes the byte-wise pass.
+    g = min(8, 1 << ((m + 1).bit_length() - 1))
+    padded = np.empty(-(-n // g) * g, bool)
+    padded[n:] = False
+    hit = padded[:n]
     # sep[1:] (shared by the joiner) compared in place, the first byte only where that matched
     if m == 1:
-        hit = buf[:n] == sep_b[0]
+        np.equal(buf[:n], sep_b[0], out=hit)
         hit |= buf[:n] == joiner
     else:
-        hit = buf[1 : n + 1] == sep_b[1]
-        for j in range(2, m):
-            hit &= buf[j : n + j] == sep_b[j]
-    pos = np.flatnonzero(hit)
-    first = buf[pos]
+        np.equal(buf[1 : n + 1], sep_b[1], out=hit)
+        if m > 2:
+            match = np.empty_like(hit)
+            for j in range(2, m):
+                hit &= np.equal(buf[j : n + j], sep_b[j], out=match)
+    unsigned, mult, shift, signed = _LANES[g]
+    groups = padded.view(unsigned)
+    pos = np.flatnonzero(groups != 0)
+    if pos.size == np.count_nonzero(hit):
+        lane = groups.take(pos)
+        lane *= mult
+        lane >>= shift
+        pos *= g
+        pos += lane.view(signed)
+    else:
+        pos = np.flatnonzero(hit)
+    first = buf.take(pos)
     is_joiner = first == joiner
     if m > 1:
         is_sep = first == sep_b[0]
@@ -865,28 +928,99 @@ def _delimiters(buf: np.ndarray, sep_b: bytes, joiner: int) -> tuple[np.ndarray,
     return pos, is_joiner
 
 
+def _words_at(aligned: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The little-endian 64-bit words at byte offsets ``at`` of the buffer ``aligned`` (its 8-byte
+    words), read as two aligned words joined by shifts: numpy copies a whole unaligned (stride 1)
+    view before any gather, which costs more than the gather."""
+    q = at >> 3
+    word = aligned.take(q)
+    high = aligned[1:].take(q)
+    shift = (at & 7).view(np.uint64)
+    shift <<= np.uint64(3)
+    word >>= shift
+    np.subtract(np.uint64(64), shift, out=shift)
+    high <<= shift  # a shift by 64 gives 0 in numpy (at a word boundary)
+    word |= high
+    return word
+
+
 def _long_key_rows(
-    words: np.ndarray, first: np.ndarray, start: np.ndarray, end: np.ndarray, at: np.ndarray
+    aligned: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    start: np.ndarray,
+    length: np.ndarray,
+    at: np.ndarray,
 ) -> list[np.ndarray]:
     """Key columns (see :func:`_long_row`) of the tokens ``at`` (all over 8 bytes long), whose
-    bytes are ``[start, end)`` and whose first words are ``first``."""
-    ends = end[at]
-    length = ends - start[at]
+    bytes are ``[start, start + length)``; ``first`` / ``last``: the first / last 8 bytes of
+    every token / of these (``aligned``: the buffer's 8-byte words)."""
+    length = length.take(at)
     longest = int(length.max())
     if longest > _MAX_TOKEN_BYTES:
         raise _Unsupported("long token")
-    cols = [length.view(np.uint64), first[at], words[ends - 8]]
+    cols = [length.view(np.uint64), first.take(at), last]
+    if longest > 16:
+        starts = start.take(at)
     for j in range(1, (longest - 9) // 8 + 1):
         # bytes 8j.. up to the last 8 (a shorter token keeps none: clip its read into the buffer)
-        w = words[np.minimum(start[at] + 8 * j, words.size - 1)]
+        w = _words_at(aligned, np.minimum(starts + 8 * j, 8 * aligned.size - 16))
         cols.append(w & _LOW_BYTES[np.clip(length - 8 - 8 * j, 0, 8)])
     return cols
 
 
-def _split_fast(values: np.ndarray, sep: str) -> _SplitPaths | None:
+_PAIR_BASE = 64
+"""Counting order-1 transitions while splitting handles up to this many distinct raw tokens."""
+
+
+class _PairCounter:
+    """Journey-weighted counts of (previous token, token) over raw token ids, ``_PAIR_BASE``
+    standing for ``(start)`` before a path's first token, and every path's last token."""
+
+    def __init__(self, journeys: np.ndarray) -> None:
+        self.journeys = journeys
+        self.counts = np.zeros(_PAIR_BASE * (_PAIR_BASE + 1))
+        self.last = np.empty(journeys.size, np.int32)
+
+    def add(self, ids: np.ndarray, last: np.ndarray, lo: int, n_tokens: int) -> None:
+        """Block of paths ``lo..``: token ids, and each path's last token (block positions)."""
+        if n_tokens > _PAIR_BASE:
+            raise _Unsupported("too many distinct tokens to count pairs")
+        # pair = token * (base + 1) + previous token; a path's first token follows (start) = base
+        pair = ids * (_PAIR_BASE + 1)
+        pair[1:] += ids[:-1]
+        first = last[:-1] + 1
+        first_pair = ids.take(first)
+        first_pair *= _PAIR_BASE + 1
+        first_pair += _PAIR_BASE
+        pair.put(first, first_pair)
+        pair[0] += _PAIR_BASE
+        lengths = np.empty_like(last)
+        lengths[0] = last[0] + 1
+        np.subtract(last[1:], last[:-1], out=lengths[1:])
+        w = np.repeat(self.journeys[lo : lo + last.size], lengths)
+        self.counts += np.bincount(pair, w, self.counts.size)
+        self.last[lo : lo + last.size] = ids.take(last)
+
+    def by_code(self, lut: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The counts over channel codes, (k + 1) x k with row k = (start), and each path's last
+        channel code (raw id r is channel ``lut[r]``)."""
+        raw = self.counts.reshape(_PAIR_BASE, _PAIR_BASE + 1).T  # [previous, token]
+        v = lut.size
+        pairs = np.zeros((k + 1, k))
+        src = np.append(lut, k)
+        rows = raw[np.append(np.arange(v), _PAIR_BASE), :v]
+        np.add.at(pairs, (src[:, None], lut[None, :]), rows)
+        return pairs, lut.take(self.last)
+
+
+def _split_fast(
+    values: np.ndarray, sep: str, journeys: np.ndarray | None = None
+) -> _SplitPaths | None:
     """Cut the path strings ``values`` (an object array) at ``sep`` (see the section comment);
     None when the fast path does not apply. Token semantics equal ``pc.split_pattern`` +
-    ``pc.utf8_trim_whitespace``."""
+    ``pc.utf8_trim_whitespace``. With ``journeys`` (per path), no codes are kept: the order-1
+    transitions are counted block by block instead (``pairs``, ``last`` of :class:`_SplitPaths`)."""
     if values.dtype != object:
         return None
     sep_b = sep.encode("utf-8", "surrogatepass")
@@ -899,12 +1033,13 @@ def _split_fast(values: np.ndarray, sep: str) -> _SplitPaths | None:
     joined_by = chr(joiner) + sep[1:]
     m = len(sep_b)
     vocab = _Vocabulary()
+    counter = None if journeys is None else _PairCounter(journeys)
     offsets = np.empty(n_paths + 1, np.int64)
     offsets[0] = 0
-    id_blocks, long_at, long_cols = [], [], []
+    id_blocks = []
     n_tok = 0
     try:
-        spread = values[:: max(1, n_paths // 256)]  # (tables are often sorted by count)
+        spread = values[:: max(1, n_paths // 64)]  # (tables are often sorted by count)
         typical = sum(len(v) for v in spread) / len(spread) + m  # bytes, ~ASCII
         block_paths = max(1, int(_BLOCK_BYTES / typical))
         for lo in range(0, n_paths, block_paths):
@@ -920,52 +1055,63 @@ def _split_fast(values: np.ndarray, sep: str) -> _SplitPaths | None:
             last = np.flatnonzero(is_joiner)  # each path's last token
             if last.size != len(block) - 1:
                 return None  # a path contains the joiner sequence itself
-            last += n_tok + 1
-            offsets[lo + 1 : lo + len(block)] = last
-            start = np.empty_like(end)
+            n = end.size
+            # every token's start, then the last 8 bytes' start of those over 8 bytes: their
+            # words are read together
+            reads = np.empty(2 * n, np.int64)
+            start = reads[:n]
             start[0] = 0
             np.add(end[:-1], m, out=start[1:])
             length = end - start  # < 1: an empty token, or overlapping separators ("a > > b")
-            words = np.ndarray((buf.size - 7,), np.dtype("<u8"), data, 0, (1,))  # bytes i..i+7
-            word = words[start]
-            is_long = length > 8
-            if is_long.any():  # looked up once, at the end
-                at = np.flatnonzero(is_long)
-                long_cols.append(_long_key_rows(words, word, start, end, at))
-                at += n_tok
-                long_at.append(at)
-            # a length under 1 gets key 0 and so id -1, refused at the end
+            long_at = np.flatnonzero(length > 8)
+            n_long = long_at.size
+            if n_long:
+                np.subtract(end.take(long_at), 8, out=reads[n : n + n_long])
+            aligned = np.frombuffer(data, np.uint64, len(data) // 8)
+            words = _words_at(aligned, reads[: n + n_long])
+            word = words[:n]  # bytes start..start+7
+            long_cols = (
+                _long_key_rows(aligned, word, words[n:], start, length, long_at) if n_long else None
+            )
+            # a length under 1 gets key 0 and so id -1, refused below
             key = np.take(_LOW_BYTES, length, mode="clip")
             key &= word
             if vocab.short is None:  # the first block's tokens, numbered in name order
                 sample = np.unique(key[:: max(1, key.size // _SAMPLE)])
                 first = _short_keys(sample[sample != 0])
-                if long_cols:  # distinct by hash: a token lost to a collision is added later
-                    _, i = np.unique(_row_hash(long_cols[0], _HASH_MULTS[0]), return_index=True)
-                    first += _long_keys(np.stack([c[i] for c in long_cols[0]], axis=1))
+                if long_cols is not None:  # distinct by hash: one lost to a collision comes later
+                    _, i = np.unique(_row_hash(long_cols, _HASH_MULTS[0]), return_index=True)
+                    first += _long_keys(np.stack([c[i] for c in long_cols], axis=1))
                 vocab.add(first)
-            id_blocks.append(vocab.short_ids(key))
-            n_tok += end.size
-        ids = np.concatenate(id_blocks)
-        if long_at:  # middle words past a block's longest token are 0
-            width = max(len(c) for c in long_cols)
-            cols = [
-                np.concatenate([c[j] if j < len(c) else np.zeros_like(c[0]) for c in long_cols])
-                for j in range(width)
-            ]
-            ids[np.concatenate(long_at)] = vocab.long_ids(cols)
-        if ids.min() < 0:
-            return None  # an empty path or token, or overlapping separators
+            ids = vocab.short_ids(key)
+            if long_cols is not None:
+                ids[long_at] = vocab.long_ids(long_cols)
+            if ids.min() < 0:
+                return None  # an empty path or token, or overlapping separators
+            if counter is None:
+                id_blocks.append(ids.astype(np.int32))
+                last += n_tok + 1
+                offsets[lo + 1 : lo + len(block)] = last
+            else:
+                counter.add(ids, last, lo, len(vocab.tokens))
+            n_tok += n
         raw = [t.decode("utf-8") for t in vocab.tokens]
     except (TypeError, UnicodeEncodeError, UnicodeDecodeError, _Unsupported):
         return None
-    trimmed = pc.utf8_trim_whitespace(pa.array(raw, pa.string())).to_pylist()
+    # str.strip removes exactly the characters pc.utf8_trim_whitespace does (checked for every
+    # code point), without a round trip through Arrow
+    trimmed = [t.strip() for t in raw]
     names = sorted(set(trimmed))
     code = {name: i for i, name in enumerate(names)}
     lut = np.array([code[t] for t in trimmed], np.int32)
+    has_sep = bool(n_tok > n_paths)
+    if counter is not None:
+        pairs, last_codes = counter.by_code(lut, len(names))
+        return _SplitPaths(names, None, None, has_sep, pairs, last_codes)
+    ids = np.concatenate(id_blocks)
     if not np.array_equal(lut, np.arange(lut.size)):  # trimmed duplicates or late tokens
         np.take(lut, ids, out=ids, mode="clip")
-    return _SplitPaths(names, ids, offsets, has_sep=bool(n_tok > n_paths))
+    return _SplitPaths(names, ids, offsets, has_sep)
 
 
 def encode_paths(paths: pd.DataFrame | EncodedPaths, sep: str = DEFAULT_SEP) -> EncodedPaths:
@@ -1032,6 +1178,51 @@ def encode_paths(paths: pd.DataFrame | EncodedPaths, sep: str = DEFAULT_SEP) -> 
     tokens = pc.utf8_trim_whitespace(lists.flatten())
     offsets = lists.offsets.to_numpy().astype(np.int64)
     return _finish(tokens, offsets, conversions, value, nulls, sep, table, strings)
+
+
+@dataclass(frozen=True)
+class _Order1Counts:
+    """What order-1 Markov needs from a path table, counted while the paths are split (no
+    per-touch codes are kept): ``pairs[i, j]`` = journeys that go from channel i (row k:
+    ``(start)``) straight to channel j; per path its last channel and its counts."""
+
+    channels: tuple[str, ...]
+    pairs: np.ndarray
+    last: np.ndarray
+    conversions: np.ndarray
+    value: np.ndarray
+    nulls: np.ndarray
+
+
+def _order1_counts(paths: Any, sep: str = DEFAULT_SEP) -> _Order1Counts | None:
+    """:class:`_Order1Counts` of a path table, or None where :func:`encode_paths` must run
+    instead (anything but a valid path table of string paths with at most 64 distinct tokens,
+    or one whose checks would fail: it then raises the same error as always)."""
+    if not (
+        isinstance(paths, pd.DataFrame)
+        and isinstance(sep, str)
+        and sep != ""
+        and "path" in paths.columns
+        and "conversions" in paths.columns
+        and len(paths) > 0
+    ):
+        return None
+    table = "paths"
+    try:  # (encode_paths checks these after splitting; here the split needs the weights)
+        conversions = _counts(paths, "conversions", table, None)
+        nulls = _counts(paths, "nulls", table, 0.0)
+        value = _counts(paths, "value", table, 0.0)
+        _non_negative(conversions, paths, "conversions", table)
+        _non_negative(nulls, paths, "nulls", table)
+    except DataError:
+        return None
+    values = paths["path"].to_numpy()
+    split = _split_fast(values, sep, conversions + nulls)
+    if split is None or _suspicious(split.names):  # encode_paths words the error
+        return None
+    if not split.has_sep:
+        _check_separator(values, sep)
+    return _Order1Counts(tuple(split.names), split.pairs, split.last, conversions, value, nulls)
 
 
 def _check_separator(strings: Any, sep: str) -> None:

@@ -8,6 +8,7 @@ This module also owns the result table every attribution model returns (:func:`a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -22,23 +23,30 @@ PathsLike = pd.DataFrame | EncodedPaths
 
 
 def attribution_table(
-    enc: EncodedPaths, conversions: np.ndarray, value: np.ndarray, **extra: np.ndarray
+    enc: EncodedPaths | Sequence[str],
+    conversions: np.ndarray,
+    value: np.ndarray,
+    **extra: np.ndarray,
 ) -> pd.DataFrame:
     """The common result: ``channel, conversions, value, share`` (+ extra columns), by channel.
 
-    ``share`` is the channel's share of the attributed conversions (sums to 1).
+    ``enc``: the encoded paths, or just their channels (code order). ``share`` is the channel's
+    share of the attributed conversions (sums to 1).
     """
+    channels = list(enc.channels if isinstance(enc, EncodedPaths) else enc)
     total = float(np.sum(conversions))
     share = conversions / total if total > 0 else np.full(len(conversions), np.nan)
     out = pd.DataFrame(
         {
-            "channel": list(enc.channels),
+            "channel": channels,
             "conversions": np.asarray(conversions, float),
             "value": np.asarray(value, float),
             "share": share,
             **extra,
         }
     )
+    if all(a <= b for a, b in pairwise(channels)):
+        return out  # already in channel order (code order is name order): no pandas sort
     return out.sort_values("channel", kind="stable").reset_index(drop=True)
 
 

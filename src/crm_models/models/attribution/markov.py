@@ -21,10 +21,12 @@ is the expected value per journey; value removal effects split the total value t
 
 Order 1 with up to :data:`DENSE_MAX_CHANNELS` channels takes a dense route with the same answer
 (to rounding): transitions are counted with one ``np.bincount`` over ``from * k + to`` (repeats
-are the diagonal, zeroed when collapsed), and every removal effect comes from one solve for the
-fundamental matrix ``N = (I - Q)^-1``: the chance of ever reaching c from ``(start)`` is
-``N[start, c] / N[c, c]`` and, by the strong Markov property, the conversions lost without c are
-that times ``x[c]``, so ``RE_c = N[start, c] x[c] / (N[c, c] x[start])`` (value alike).
+are the diagonal, zeroed when collapsed; on a path table with up to 64 distinct channel names they
+are counted while the path strings are split, so per-touch codes are never stored), and every
+removal effect comes from one solve for the fundamental matrix ``N = (I - Q)^-1``: the chance of
+ever reaching c from ``(start)`` is ``N[start, c] / N[c, c]`` and, by the strong Markov property,
+the conversions lost without c are that times ``x[c]``, so
+``RE_c = N[start, c] x[c] / (N[c, c] x[start])`` (value alike).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from crm_models.features.paths import (
     NULL,
     START,
     EncodedPaths,
+    _order1_counts,  # paths.py's splitter counting order-1 transitions; its only user is here
     encode_paths,
 )
 from crm_models.models.attribution.heuristics import (
@@ -139,42 +142,70 @@ def _absorb(chain: _Chain, keep: np.ndarray | None = None) -> np.ndarray:
     return x[0]  # (start) is kept and first
 
 
-def _order1_chain(enc: EncodedPaths, collapse_repeats: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Dense order-1 chain: Q over (start) + channels (code c is state c + 1) and the one-step
-    ``(conversion, value)`` columns, counted straight from the codes (no collapsed copy)."""
+def _pair_counts(enc: EncodedPaths) -> np.ndarray:
+    """Journey-weighted counts of touch -> next touch, (k + 1) x k: ``[i, j]`` from channel i
+    (row k: ``(start)``, i.e. a path's first touch) to channel j."""
     k = enc.n_channels
     codes, offsets = enc.codes, enc.offsets
     journeys = enc.conversions + enc.nulls
     lengths = np.diff(offsets)
-    counts = np.zeros(k * k + 1)
+    # one bincount over from * k + to, where from = k is (start): a path's first touch comes from
+    # (start), every other touch from the touch before it
+    n_keys = (k + 1) * k
+    counts = np.zeros(n_keys)
     # blocks of paths: small scratch arrays stay in cache and reuse memory (no page faults)
     for lo in range(0, enc.n_paths, _BLOCK_PATHS):
         hi = min(lo + _BLOCK_PATHS, enc.n_paths)
         first_touch = offsets[lo]
         c = codes[first_touch : offsets[hi]]
-        pair = c[:-1] * np.int32(k)  # touch i -> touch i + 1 (k <= DENSE_MAX_CHANNELS)
-        pair += c[1:]
-        pair[offsets[lo + 1 : hi] - first_touch - 1] = k * k  # across two paths: no pair
-        w = np.repeat(journeys[lo:hi], lengths[lo:hi])[:-1]
-        counts += np.bincount(pair, w, k * k + 1)
-    trans = counts[: k * k].reshape(k, k)
-    starts, ends = offsets[:-1], offsets[1:] - 1
+        pair = np.empty(c.size, np.intp)
+        pair[1:] = c[:-1]
+        pair[offsets[lo:hi] - first_touch] = k
+        pair *= k
+        pair += c
+        w = np.repeat(journeys[lo:hi], lengths[lo:hi])
+        counts += np.bincount(pair, w, n_keys)
+    return counts.reshape(k + 1, k)
+
+
+def _order1_chain(
+    pairs: np.ndarray,
+    last: np.ndarray,
+    conversions: np.ndarray,
+    value: np.ndarray,
+    nulls: np.ndarray,
+    collapse_repeats: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dense order-1 chain: Q over (start) + channels (code c is state c + 1) and the one-step
+    ``(conversion, value)`` columns, from the :func:`_pair_counts` and each path's ``last``
+    channel and counts."""
+    k = pairs.shape[1]
+    journeys = conversions + nulls
+    trans = pairs[:k].copy()
     if collapse_repeats:  # a > a > b is a > b: the repeats are exactly the diagonal
         np.fill_diagonal(trans, 0.0)
-    first, last = codes[starts], codes[ends]
     out = np.empty(k + 1)
     out[0] = journeys.sum()
     out[1:] = trans.sum(axis=1) + np.bincount(last, journeys, k)
     denom = np.where(out > 0, out, 1.0)
     q = np.zeros((k + 1, k + 1))
-    q[0, 1:] = np.bincount(first, journeys, k)
+    q[0, 1:] = pairs[k]
     q[1:, 1:] = trans
     q /= denom[:, None]
     r = np.zeros((k + 1, 2))
-    r[1:, 0] = np.bincount(last, enc.conversions, k)
-    r[1:, 1] = np.bincount(last, enc.value, k)
+    r[1:, 0] = np.bincount(last, conversions, k)
+    r[1:, 1] = np.bincount(last, value, k)
     r /= denom[:, None]
     return q, r
+
+
+def _encoded_order1_chain(
+    enc: EncodedPaths, collapse_repeats: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    last = enc.codes[enc.offsets[1:] - 1]
+    return _order1_chain(
+        _pair_counts(enc), last, enc.conversions, enc.value, enc.nulls, collapse_repeats
+    )
 
 
 def _dense_removal_effects(
@@ -198,7 +229,7 @@ def removal_effects(
     """Per channel (code order): conversion and value removal effects, and the chain's base
     conversion probability and expected value per journey (repeats in ``enc`` are self-loops)."""
     if order == 1 and enc.n_channels <= DENSE_MAX_CHANNELS:
-        return _dense_removal_effects(*_order1_chain(enc, collapse_repeats=False))
+        return _dense_removal_effects(*_encoded_order1_chain(enc, collapse_repeats=False))
     return _sparse_removal_effects(enc, order)
 
 
@@ -247,23 +278,43 @@ def markov_attribution(
         DataError: a bad path table, or no conversions.
     """
     order = _check_order(order)
-    enc = encode_paths(paths, sep)
-    require_conversions(enc)
-    if order == 1 and enc.n_channels <= DENSE_MAX_CHANNELS:
-        chain = _order1_chain(enc, collapse_repeats)
+    # A path table's order-1 transitions are counted while its strings are split (the codes of
+    # every touch are never stored); anything else, or any problem, takes encode_paths.
+    counts = _order1_counts(paths, sep) if order == 1 else None
+    if (
+        counts is not None
+        and len(counts.channels) <= DENSE_MAX_CHANNELS
+        and counts.conversions.sum() > 0
+    ):
+        chain = _order1_chain(
+            counts.pairs,
+            counts.last,
+            counts.conversions,
+            counts.value,
+            counts.nulls,
+            collapse_repeats,
+        )
         re_conv, re_value, p_conv, v_journey = _dense_removal_effects(*chain)
+        channels, path_conversions, path_value = counts.channels, counts.conversions, counts.value
     else:
-        if collapse_repeats:
-            enc = enc.collapsed()
-        re_conv, re_value, p_conv, v_journey = _sparse_removal_effects(enc, order)
-    total = enc.total_conversions
-    total_value = float(enc.value.sum())
+        enc = encode_paths(paths, sep)
+        require_conversions(enc)
+        if order == 1 and enc.n_channels <= DENSE_MAX_CHANNELS:
+            chain = _encoded_order1_chain(enc, collapse_repeats)
+            re_conv, re_value, p_conv, v_journey = _dense_removal_effects(*chain)
+        else:
+            if collapse_repeats:
+                enc = enc.collapsed()
+            re_conv, re_value, p_conv, v_journey = _sparse_removal_effects(enc, order)
+        channels, path_conversions, path_value = enc.channels, enc.conversions, enc.value
+    total = float(path_conversions.sum())
+    total_value = float(path_value.sum())
     conversions = total * re_conv / re_conv.sum()
     value = (
         total_value * re_value / re_value.sum() if re_value.sum() != 0 else np.zeros_like(re_value)
     )
     out = attribution_table(
-        enc, conversions, value, removal_effect=re_conv, value_removal_effect=re_value
+        channels, conversions, value, removal_effect=re_conv, value_removal_effect=re_value
     )
     out.attrs.update(conversion_probability=p_conv, value_per_journey=v_journey, order=order)
     return out
