@@ -149,6 +149,8 @@ def _read(session: SparkSession, name: str, src: TableSource) -> SparkDataFrame:
     options = {str(k): v for k, v in src.read_options.items()}
     if fmt == "csv":
         options.setdefault("header", True)
+        if path.lower().endswith(".tsv"):
+            options.setdefault("sep", "\t")
         # types come from the contract (cast below), not from a second pass over the file
         options.setdefault("inferSchema", False)
     try:
