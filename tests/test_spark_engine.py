@@ -122,6 +122,20 @@ def test_journeys_and_paths_equal(both):
     assert a["converted"].sum() > 100
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
     pd.testing.assert_frame_equal(aggregate_paths(a), aggregate_paths(b))
+    # the journeys kept in the engine (build_journeys_expr, for tables too large for pandas):
+    # the same rows on Spark, lists in time order
+    from crm_models.features.engine import to_ibis
+    from crm_models.features.paths import build_journeys_expr
+
+    expr = build_journeys_expr(spark["touchpoints"], to_ibis(conv), 30, cutoff=CUTOFF)
+    c = (expr.to_pyarrow().to_pandas().sort_values(["customer_id", "journey_id"])
+         .reset_index(drop=True))
+    assert len(c) == len(a)
+    assert [list(x) for x in c["channels"]] == [list(x) for x in a["channels"]]
+    assert [list(pd.to_datetime(x)) for x in c["timestamps"]] == [
+        list(pd.to_datetime(x)) for x in a["timestamps"]]
+    np.testing.assert_allclose(c["value"], a["value"], rtol=1e-9)
+    assert (c["converted"].to_numpy() == a["converted"].to_numpy()).all()
 
 
 def test_parquet_source_with_column_mapping_and_checks(session, sim, tmp_path):

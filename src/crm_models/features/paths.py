@@ -352,23 +352,25 @@ def build_journeys_expr(
     max_path_length: int | None = None,
     cutoff: CutoffLike | None = None,
 ) -> ir.Table:
-    """The journeys as one Ibis expression (unsorted; lists via ordered ``collect``), for engines
-    other than the embedded DuckDB; :func:`build_journeys` assembles the same rows faster from the
-    sorted :func:`journey_touches_expr`."""
+    """The journeys as one Ibis expression (unsorted), the same rows as :func:`build_journeys`,
+    kept in the engine: for tables too large for a pandas result (write it with the backend's
+    ``to_parquet``). :func:`build_journeys` assembles its rows faster from the sorted
+    :func:`journey_touches_expr`."""
     j = journey_touches_expr(touchpoints, conversions, lookback_days, max_path_length, cutoff)
-    order = [j.ts, j.channel]
+    # (ts, channel) structs collected and sorted: time order, ties by channel name. An ordered
+    # collect would say the same, but Ibis's PySpark dialect does not compile one.
     g = j.group_by(["customer_id", "journey_id"]).aggregate(
-        channels=j.channel.collect(order_by=order),
-        timestamps=j.ts.collect(order_by=order),
+        touches=ibis.struct({"ts": j.ts, "channel": j.channel}).collect(),
         conversion_ts=j.conversion_ts.max(),
         value=j.value.max(),
         n_touches=j.count(),
     )
+    ordered = g.touches.sort()
     return g.select(
         "customer_id",
         "journey_id",
-        "channels",
-        "timestamps",
+        channels=ordered.map(lambda t: t.channel),
+        timestamps=ordered.map(lambda t: t.ts),
         converted=g.conversion_ts.notnull(),
         value=g.value,
         conversion_ts=g.conversion_ts,
