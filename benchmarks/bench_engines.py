@@ -58,6 +58,7 @@ BUILDS = [
     "noncontractual_churn_labels",
     "contractual_churn_labels",
     "build_journeys",
+    "journeys_parquet",
 ]
 QUICK_ROWS = 1_000_000
 DEFAULT_SIZES = [10_000_000, 50_000_000]
@@ -167,7 +168,44 @@ def build(name: str, t: dict[str, Any]) -> pd.DataFrame:
     if name == "build_journeys":
         return F.build_journeys(t["touchpoints"], t["conversions"], lookback_days=LOOKBACK_DAYS,
                                 cutoff=CUTOFF)
+    if name == "journeys_parquet":
+        return journeys_to_parquet(t)
     raise ValueError(f"unknown build {name!r}")
+
+
+def journeys_to_parquet(t: dict[str, Any]) -> pd.DataFrame:
+    """The journeys table kept in the engine: ``build_journeys_expr`` (one row per journey, the
+    channel and timestamp lists collected in time order) written as Parquet by the engine, the
+    out-of-core route for tables too large for a pandas result. Returns a one-row summary read
+    back from the written files (rows, converted, touches, value), for the agreement check."""
+    import shutil
+    import tempfile
+
+    from crm_models.features.paths import build_journeys_expr
+
+    expr = build_journeys_expr(t["touchpoints"], t["conversions"], lookback_days=LOOKBACK_DAYS,
+                               cutoff=CUTOFF)
+    con = expr._find_backend()
+    out = Path(tempfile.mkdtemp(prefix="journeys_", dir=os.environ.get("BENCH_ENGINES_OUT")))
+    try:
+        if con.name == "pyspark":
+            from crm_models import spark as S
+
+            S.write_parquet(expr, str(out / "j"))
+            back = con._session.read.parquet(str(out / "j"))
+            back.createOrReplaceTempView("journeys_back")
+            j = con.table("journeys_back")
+        else:
+            con.to_parquet(expr, out / "j.parquet")
+            j = con.read_parquet(out / "j.parquet")
+        summary = j.aggregate(
+            journeys=j.count(), converted=j.converted.cast("int64").sum(),
+            touches=j.n_touches.sum(), listed=j.channels.length().sum(),
+            value=j.value.sum(), customers=j.customer_id.nunique(),
+        )
+        return summary.to_pyarrow().to_pandas()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 NEEDS = {
@@ -177,6 +215,7 @@ NEEDS = {
     "noncontractual_churn_labels": ["transactions"],
     "contractual_churn_labels": ["subscriptions"],
     "build_journeys": ["touchpoints", "conversions"],
+    "journeys_parquet": ["touchpoints", "conversions"],
 }
 
 
