@@ -178,9 +178,6 @@ def journeys_to_parquet(t: dict[str, Any]) -> pd.DataFrame:
     channel and timestamp lists collected in time order) written as Parquet by the engine, the
     out-of-core route for tables too large for a pandas result. Returns a one-row summary read
     back from the written files (rows, converted, touches, value), for the agreement check."""
-    import shutil
-    import tempfile
-
     from crm_models.features.paths import build_journeys_expr
 
     expr = build_journeys_expr(t["touchpoints"], t["conversions"], lookback_days=LOOKBACK_DAYS,
@@ -188,16 +185,9 @@ def journeys_to_parquet(t: dict[str, Any]) -> pd.DataFrame:
     con = expr._find_backend()
     out = Path(tempfile.mkdtemp(prefix="journeys_", dir=os.environ.get("BENCH_ENGINES_OUT")))
     try:
-        if con.name == "pyspark":
-            from crm_models import spark as S
-
-            S.write_parquet(expr, str(out / "j"))
-            back = con._session.read.parquet(str(out / "j"))
-            back.createOrReplaceTempView("journeys_back")
-            j = con.table("journeys_back")
-        else:
-            con.to_parquet(expr, out / "j.parquet")
-            j = con.read_parquet(out / "j.parquet")
+        path = out / "j.parquet"  # a file from DuckDB, a directory of part-files from Spark
+        con.to_parquet(expr, path)
+        j = con.read_parquet(path)
         summary = j.aggregate(
             journeys=j.count(), converted=j.converted.cast("int64").sum(),
             touches=j.n_touches.sum(), listed=j.channels.length().sum(),

@@ -20,24 +20,18 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(store):
     """Penalized Cox at three penalizers: two in experiment cmp_a, one in cmp_b."""
-    root = tmp_path_factory.mktemp("compare")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    mp.setenv("CRM_MODELS_ID_SALT", "test-salt")
-    mp.chdir(root)
     out = {}
     for penalizer, experiment in ((0.01, "cmp_a"), (5.0, "cmp_a"), (0.5, "cmp_b")):
         cfg = load_config(
             REPO / "configs" / "churn_survival.yaml",
-            [f"data.synthetic.dir={root / 'data'}", "data.synthetic.customers=2000",
+            [f"data.synthetic.dir={store / 'data'}", "data.synthetic.customers=2000",
              "explain.enabled=false", "tracking.log_model=false",
              f"tracking.experiment={experiment}", f"model.params.penalizer={penalizer}"],
         )
         out[penalizer] = run_experiment(cfg, progress=False)
-    yield root, out
-    mp.undo()
+    return store, out
 
 
 def test_leaderboard_ranks_an_experiments_runs_by_the_primary_metric(runs):

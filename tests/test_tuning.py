@@ -30,14 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tune")
+def store(store):
+    """conftest's private store, with the Optuna storage beside it (not a shared one)."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    mp.setenv("CRM_MODELS_ID_SALT", "test-salt")
     mp.delenv(tuning.STORAGE_ENV, raising=False)
-    mp.chdir(root)
-    yield root
+    yield store
     mp.undo()
 
 

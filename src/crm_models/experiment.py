@@ -518,7 +518,10 @@ def _features_and_segments(
     if data.spark_config is not None and data.spark_config.features_path:
         from crm_models import spark as S
 
-        S.write_parquet(with_segments, data.spark_config.features_path)
+        # collect what was written: reading the Parquet back is cheap, the features are not
+        path = data.spark_config.features_path
+        S.write_parquet(with_segments, path)
+        with_segments = with_segments._find_backend().read_parquet(path)
     both = execute(with_segments)
     return both[[c for c in expr.columns if c != "customer_id"]], both
 
@@ -974,10 +977,12 @@ def _conversions(data: ExperimentData) -> pd.DataFrame:
         has_orders = tx is not None and "order_id" in tp.columns and "order_id" in tx.columns
         if isinstance(tp, pd.DataFrame):
             return P.conversions_from_touchpoints(tp, tx if has_orders else None)
+        from crm_models import spark as S
+
         conv = tp.filter(tp.converted.fill_null(False))
         orders = tx.semi_join(conv.select("order_id"), "order_id") if has_orders else None
         return P.conversions_from_touchpoints(
-            _collect(conv), None if orders is None else _collect(orders)
+            S.collect(conv), None if orders is None else S.collect(orders)
         )
     if tx is None:
         raise DataError(
@@ -996,12 +1001,9 @@ def _touches_before(data: ExperimentData, cutoff: pd.Timestamp) -> pd.DataFrame:
         return tp[pd.to_datetime(tp["ts"]) < cutoff]
     from crm_models.features.engine import lit_ts
 
-    return _collect(tp.filter(tp.ts < lit_ts(cutoff)))
+    from crm_models import spark as S
 
-
-def _collect(expr: Any) -> pd.DataFrame:
-    """An engine table in pandas, timestamps in nanoseconds as when pandas reads them itself."""
-    return expr.to_pyarrow().to_pandas(coerce_temporal_nanoseconds=True)
+    return S.collect(tp.filter(tp.ts < lit_ts(cutoff)))
 
 
 def _attribute(A: Any, source: pd.DataFrame, method: str, kwargs: dict[str, Any]) -> pd.DataFrame:

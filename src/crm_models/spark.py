@@ -37,6 +37,7 @@ from crm_models.data.validation import (
     DataValidationError,
     Problem,
     ValidationReport,
+    _plain_value,
 )
 from crm_models.errors import ConfigError, DataError
 
@@ -264,7 +265,7 @@ def check_table(
         if n:
             example = t.filter(cond.fill_null(False)).limit(1).to_pyarrow().to_pylist()[0]
             problems.append(Problem(name, col, check, f"{_rows(n)} {message}", n,
-                                    {k: _plain(v) for k, v in example.items()}))
+                                    {k: _plain_value(v) for k, v in example.items()}))
     key = [c for c in contract.key if c in t.columns]
     if key and len(key) == len(contract.key) and not missing:
         dups = t.group_by(key).aggregate(n=t.count()).filter(lambda d: d.n > 1)
@@ -273,7 +274,7 @@ def check_table(
             ex = dups.limit(1).to_pyarrow().to_pylist()[0]
             problems.append(Problem(name, ",".join(key), CHECK_DUPLICATE,
                                     f"{n_dup:,} key values occur more than once", n_dup,
-                                    {k: _plain(v) for k, v in ex.items()}))
+                                    {k: _plain_value(v) for k, v in ex.items()}))
     if missing or any(p.check in (CHECK_TYPE, CHECK_TIMESTAMP) for p in problems):
         return None, problems, n_rows
     out = t.mutate(**{c: v for c, v in typed.items() if v is not t[c]}) if typed else t
@@ -282,12 +283,6 @@ def check_table(
 
 def _rows(n: int) -> str:
     return f"{n:,} row is" if n == 1 else f"{n:,} rows are"
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, pd.Timestamp) or hasattr(v, "isoformat"):
-        return str(v)
-    return v
 
 
 def check_tables(
@@ -349,11 +344,6 @@ def _spark_frame(t: ir.Table) -> SparkDataFrame:
     return con._session.sql(con.compile(t))
 
 
-def to_spark(t: ir.Table) -> SparkDataFrame:
-    """An Ibis table on the Spark backend as a Spark DataFrame (no collection)."""
-    return _spark_frame(t)
-
-
 def write_parquet(t: ir.Table, path: str) -> None:
     """Write an expression's result as Parquet (a directory) from Spark, replacing ``path``."""
     _spark_frame(t).write.mode("overwrite").parquet(path)
@@ -385,20 +375,12 @@ class SparkBoosterTrainer:
         self.num_workers = num_workers
         self.config = config
 
-    def __getstate__(self) -> dict[str, Any]:  # picklable with the fitted model: no session
-        return {"num_workers": self.num_workers, "config": self.config}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
     def workers(self, session: SparkSession) -> int:
         return self.num_workers or max(1, int(session.sparkContext.defaultParallelism))
 
     def train(
         self, params: dict[str, Any], X: Any, duration: Any, event: Any, num_boost_round: int
     ) -> Any:
-        import json
-
         import numpy as np
         import xgboost as xgb
         from xgboost.tracker import RabitTracker
@@ -459,8 +441,12 @@ class SparkBoosterTrainer:
         booster = xgb.Booster()
         booster.load_model(bytearray(raw.encode()))
         log.info("xgboost trained on %d Spark workers (%d rows)", n_workers, len(X))
-        del json
         return booster
+
+
+def collect(expr: ir.Table) -> pd.DataFrame:
+    """An engine table in pandas, timestamps in nanoseconds as when pandas reads the files."""
+    return expr.to_pyarrow().to_pandas(coerce_temporal_nanoseconds=True)
 
 
 class CollectOnAccess(Mapping[str, pd.DataFrame]):
@@ -477,9 +463,7 @@ class CollectOnAccess(Mapping[str, pd.DataFrame]):
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self._cache:
             log.info("collecting the %s table from Spark to pandas", name)
-            self._cache[name] = self._tables[name].to_pyarrow().to_pandas(
-                coerce_temporal_nanoseconds=True  # as pandas reads the same data from files
-            )
+            self._cache[name] = collect(self._tables[name])
         return self._cache[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -495,12 +479,12 @@ __all__ = [
     "backend",
     "check_table",
     "check_tables",
+    "collect",
     "fingerprint",
     "master_url",
     "read_source",
     "register_frame",
     "require_pyspark",
     "spark_session",
-    "to_spark",
     "write_parquet",
 ]
