@@ -18,6 +18,7 @@ from crm_models.features.paths import (
     conversions_from_transactions,
     encode_paths,
 )
+from crm_models.models.attribution import markov_attribution
 
 
 def _ts(*values: str) -> np.ndarray:
@@ -410,13 +411,95 @@ def test_fast_splitter_equals_pyarrow_split(
         assert enc.codes.dtype == np.int32 and enc.offsets.dtype == np.int64
 
 
+_PATH_DTYPES = ["object", "string[pyarrow]", "large_string"]
+
+
+def _as_dtype(paths: list[str] | pd.Series, dtype: str) -> pd.Series:
+    import pyarrow as pa
+
+    s = pd.Series(list(paths), dtype=object)
+    if dtype == "large_string":
+        return s.astype(pd.ArrowDtype(pa.large_string()))
+    return s.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", _PATH_DTYPES)
+@pytest.mark.parametrize("block_bytes", [1, 100, 1 << 19])
+def test_fast_splitter_reads_arrow_columns(
+    monkeypatch: pytest.MonkeyPatch, dtype: str, block_bytes: int
+) -> None:
+    """Object, string[pyarrow] and large_string columns, whole, sliced (an Arrow array with an
+    offset) and chunked (two arrays concatenated), give pyarrow's split."""
+    from crm_models.features import paths as paths_module
+
+    monkeypatch.setattr(paths_module, "_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(7)
+    names = ["a", "sms", "tv", "affiliate", "twelve bytes", "x" * 20, "é-mail", " padded "]
+    table = _random_paths(rng, names, " > ", 80)
+    column = _as_dtype(table["path"], dtype)
+    tables = {
+        "whole": table.assign(path=column),
+        "sliced": table.iloc[5:].assign(path=column.iloc[5:]),
+        "chunked": table.assign(
+            path=pd.concat([column.iloc[:30], column.iloc[30:]], ignore_index=True)
+        ),
+    }
+    for label, t in tables.items():
+        assert paths_module._split_fast(t["path"], " > ") is not None, label
+        enc = encode_paths(t)
+        ref_names, ref_codes, ref_offsets = _arrow_reference(t, " > ")
+        assert enc.channels == ref_names, label
+        assert enc.codes.tolist() == ref_codes, label
+        assert enc.offsets.tolist() == ref_offsets, label
+
+
+@pytest.mark.parametrize("dtype", _PATH_DTYPES)
 @pytest.mark.parametrize(
     ("paths", "sep"),
     [
-        (["a > b", "b\x1f> c"], " > "),  # the splitter's own path boundary inside a path
+        (["a > b", "b\x1f> c"], " > "),  # a control character before sep's tail
+        (["a → b", "c → a"], "→"),  # a separator whose first character is not ASCII
+        (["a >", " b > c"], " > "),  # back to back, the paths hold a separator across the seam
+        (["a", "b", "c > d"], " > "),  # paths of one token next to each other
+        (["b > a", "a"], ">"),  # one-byte tokens and separator: two marks in a byte pair
+    ],
+)
+def test_fast_splitter_takes_path_seams(paths: list[str], sep: str, dtype: str) -> None:
+    """Arrow holds the paths back to back: a separator across two paths is none, and short
+    tokens put two marks close together."""
+    from crm_models.features.paths import _split_fast
+
+    table = pd.DataFrame({"path": _as_dtype(paths, dtype), "conversions": 1})
+    assert _split_fast(table["path"], sep) is not None
+    enc = encode_paths(table, sep)
+    names, codes, offsets = _arrow_reference(table, sep)
+    assert (enc.channels, enc.codes.tolist(), enc.offsets.tolist()) == (names, codes, offsets)
+
+
+@pytest.mark.parametrize("dtype", _PATH_DTYPES)
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        (["a > ", "b"], "empty channel name"),  # a path ending in the separator
+        (["a", " > b"], "empty channel name"),  # one starting with it
+        (["a", "", "b"], "empty channel name"),  # an empty path
+    ],
+)
+def test_empty_tokens_and_paths_are_errors_in_every_dtype(
+    paths: list[str], message: str, dtype: str
+) -> None:
+    table = pd.DataFrame({"path": _as_dtype(paths, dtype), "conversions": 1})
+    with pytest.raises(DataError, match=message):
+        encode_paths(table)
+    with pytest.raises(DataError, match=message):
+        markov_attribution(table)
+
+
+@pytest.mark.parametrize(
+    ("paths", "sep"),
+    [
         (["a\x00b > c", "c"], " > "),  # NUL bytes
         (["a >> >> b", "c >> a"], " >> "),  # overlapping separators
-        (["a → b", "c → a"], "→"),  # a separator whose first character is not ASCII
         ([" > ".join(["x" * 300, "y"])], " > "),  # a token over 256 bytes
     ],
 )

@@ -597,9 +597,7 @@ class EncodedPaths:
 
     def path_table(self) -> pd.DataFrame:
         """Aggregate identical paths into the standard path table (see :func:`aggregate_paths`)."""
-        # Hashed and sorted in Arrow; Python strings are made only for the distinct paths, at the
-        # end and in table order, so they lie together in memory and whatever reads the table
-        # next (e.g. encode_paths) reads them fast, rather than scattered among 1M discarded ones.
+        # Hashed and sorted in Arrow: no Python string is made.
         distinct = pc.dictionary_encode(self._joined())
         inv = distinct.indices.to_numpy()
         key = distinct.dictionary
@@ -618,7 +616,9 @@ class EncodedPaths:
         ).to_numpy()
         return pd.DataFrame(
             {
-                "path": key.take(order).to_numpy(zero_copy_only=False),
+                # Arrow-backed (pandas' string[pyarrow], what pandas 3 makes of every str column):
+                # the models cut the paths straight from its buffer, without Python strings
+                "path": pd.arrays.ArrowStringArray(key.take(order)),
                 "conversions": conversions[order],
                 "value": value[order],
                 "nulls": nulls[order],
@@ -695,25 +695,23 @@ def _non_negative(a: np.ndarray, df: pd.DataFrame, col: str, table: str) -> None
 #
 # Why not pyarrow's split_pattern + dictionary_encode: on 86k path strings (594k tokens) they cost
 # ~25 ms, more than the whole order-1 Markov model. A path column is a handful of distinct channel
-# names repeated many times, so here the column is joined into one byte buffer and cut with numpy:
-# separators are found by byte comparisons (their positions compacted from 2-8 byte groups, see
-# _delimiters), and every token is read as little-endian 64-bit words (a token of up to 8 bytes is
-# one word, zeroed past its end; unaligned words are assembled from two aligned ones) and looked
-# up in a small hash table of the distinct tokens. A lookup compares every word of the token (and
-# longer tokens' length), so a hash collision can never mistake one channel for another. Paths
-# are joined and cut in blocks of a few thousand, so that buffers and scratch arrays stay small,
-# in cache and recycled by the allocator: at 5 MB a pass, fresh memory (page faults) costs as
-# much as the arithmetic. Order-1 Markov needs only the journey-weighted (previous, next) token
-# counts, so for it each block's token ids are counted and dropped (_PairCounter, one bincount a
-# block) instead of being kept as codes. Input the fast path does not cover (non-str cells, NUL
-# bytes, empty tokens or overlapping separators, tokens over 256 bytes, over 1024 distinct
-# tokens; over 64 when counting) makes it return None, and the pyarrow path (which also words the
-# errors) runs instead.
+# names repeated many times, so here it is cut with numpy, straight from its Arrow data buffer
+# (the path strings back to back, an object column converted once) with its offsets as the path
+# boundaries: separators are found by byte comparisons (their positions compacted from 2-byte
+# groups, see _delimiters), and every token is read as little-endian 64-bit words (a token of up
+# to 8 bytes is one word, zeroed past its end; unaligned words are assembled from two aligned
+# ones) and looked up in a small hash table of the distinct tokens. A lookup compares every word
+# of the token (and longer tokens' length), so a hash collision can never mistake one channel for
+# another. Paths are cut in blocks of a few thousand, whose work arrays are views of one
+# allocation reused block after block (_Scratch). Order-1 Markov needs only the journey-weighted
+# (previous, next) token counts, so for it each block's token ids are counted and dropped
+# (_PairCounter, one bincount a block) instead of being kept as codes. Input the fast path does
+# not cover (non-str cells, NUL bytes, empty tokens or overlapping separators, tokens over 256
+# bytes, over 1024 distinct tokens; over 64 when counting) makes it return None, and the pyarrow
+# path (which also words the errors) runs instead.
 
-_JOINERS = (0x1F, 0x1E, 0x1D, 0x1C)
-"""ASCII unit/record/group/file separators: the byte that marks a boundary between two paths."""
-_PAD = 16  # NUL bytes after the last path: both aligned words read at a token start exist
-_BLOCK_BYTES = 1 << 19  # ~60k tokens: faster than 128 kB (call overhead) or 2 MB (cache)
+_PAD = 16  # NUL bytes after a block's last path: both aligned words read at a token start exist
+_BLOCK_BYTES = 1 << 19  # ~60k tokens: faster than 256 kB (call overhead) or 1 MB (cache)
 _MAX_TOKEN_BYTES = 256
 _MAX_VOCAB = 1024
 _SAMPLE = 4096
@@ -725,22 +723,12 @@ _HASH_MULTS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E
 _LOW_BYTES = np.array([(1 << (8 * i)) - 1 for i in range(9)] + [0], dtype=np.uint64)
 
 
-def _lane_constants(g: int) -> tuple[type, Any, Any, type]:
-    """For a ``g``-byte group with exactly one nonzero (= 1) byte, read as an unsigned integer
-    ``v = 1 << 8 * lane``: ``(v * mult) >> shift`` is ``lane`` (each lane's number sits in
-    ``mult`` where the product's top bits read it, a de Bruijn-like multiply)."""
-    unsigned = {2: np.uint16, 4: np.uint32, 8: np.uint64}[g]
-    bits, lane_bits = 8 * g, (g - 1).bit_length()
-    mult = sum(j << (bits - lane_bits - 8 * j) for j in range(g))
-    signed = {2: np.int16, 4: np.int32, 8: np.int64}[g]
-    return unsigned, unsigned(mult), unsigned(bits - lane_bits), signed
-
-
-_LANES = {g: _lane_constants(g) for g in (2, 4, 8)}
-
-
 class _Unsupported(Exception):
     """Input the fast path leaves to the pyarrow path."""
+
+
+class _ScratchFull(Exception):
+    """A block has more tokens than the scratch arrays hold (many one-byte tokens)."""
 
 
 @dataclass(frozen=True)
@@ -756,6 +744,52 @@ class _SplitPaths:
     """Whether any path contains the separator at all."""
     pairs: np.ndarray | None = None
     last: np.ndarray | None = None
+
+
+class _Scratch:
+    """The work arrays of one block, carved from one allocation and reused block after block.
+
+    Written by hand because numpy allocates every temporary afresh, and blocks of a few hundred
+    kB go back to the operating system between uses: touching them again costs a page fault per
+    4 kB. Measured on the path table of 1M journeys (86k paths): ~3,000 faults a split, which
+    made it 25-40 ms instead of 17 ms; one allocation of a few MB (numpy asks for huge pages from
+    4 MB) faults a few times a call."""
+
+    _BYTE_ARRAYS = (("buf", np.uint8), ("marks", np.uint8), ("match", np.bool_))
+    _TOKEN_ARRAYS = (
+        ("u16", np.uint16),
+        ("flag", np.bool_),
+        ("kind", np.uint8),
+        ("is_end", np.bool_),
+        ("length", np.int64),
+        ("key", np.uint64),
+        ("bucket", np.uint64),
+        ("probe", np.uint64),
+        ("ids", np.int64),
+        ("pair", np.int64),
+        ("token_path", np.int64),
+        ("weight", np.float64),
+    )
+    # read twice per token at most (its first word, and the last 8 bytes of a long token)
+    _READ_ARRAYS = (("reads", np.int64), ("q", np.int64), ("word", np.uint64), ("high", np.uint64))
+    _PATH_ARRAYS = (("ends", np.int64), ("after", np.int64), ("path_tmp", np.int64))
+
+    def __init__(self, n_bytes: int, n_tokens: int, n_paths: int) -> None:
+        self.n_bytes, self.n_tokens, self.n_paths = n_bytes, n_tokens, n_paths
+        layout = []
+        for arrays, size in (
+            (self._BYTE_ARRAYS, n_bytes + _PAD + 8),
+            (self._TOKEN_ARRAYS, n_tokens),
+            (self._READ_ARRAYS, 2 * n_tokens),
+            (self._PATH_ARRAYS, n_paths),
+        ):
+            layout += [(name, np.dtype(dtype), size) for name, dtype in arrays]
+        total = sum(-(-size * dt.itemsize // 64) * 64 for _, dt, size in layout)
+        mem = np.empty(total, np.uint8)
+        at = 0
+        for name, dt, size in layout:
+            setattr(self, name, mem[at : at + size * dt.itemsize].view(dt))
+            at += -(-size * dt.itemsize // 64) * 64
 
 
 def _row_hash(cols: list[np.ndarray], mult: int) -> np.ndarray:
@@ -784,12 +818,12 @@ class _TokenTable:
             break
         else:
             raise _Unsupported("no collision-free table")
-        self.mult, self.shift = mult, np.uint64(64 - bits)
+        self.mult, self.shift = np.uint64(mult), np.uint64(64 - bits)
         # empty buckets hold row 0: a key that matches it hashes to row 0's bucket, not theirs
         self.keys = [np.full(1 << bits, c[0], np.uint64) for c in cols]
         for table, c in zip(self.keys, cols):
             table[bucket] = c
-        self.values = np.full(1 << bits, values[0], np.intp)
+        self.values = np.full(1 << bits, values[0], np.int64)
         self.values[bucket] = values
 
     def lookup(self, cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -801,6 +835,17 @@ class _TokenTable:
         for table, c in zip(self.keys[1:], cols[1:]):
             ok &= table.take(bucket) == c
         return self.values.take(bucket), None if ok.all() else ok
+
+    def lookup_into(self, key: np.ndarray, s: _Scratch) -> tuple[np.ndarray, bool]:
+        """:meth:`lookup` of one-word keys in the scratch arrays: the values (``s.ids``) and
+        whether every key is in the table."""
+        n = key.size
+        bucket = np.multiply(key, self.mult, out=s.bucket[:n])
+        bucket >>= self.shift
+        at = bucket.view(np.intp)
+        probe = np.take(self.keys[0], at, out=s.probe[:n], mode="clip")
+        ok = np.equal(probe, key, out=s.flag[:n])
+        return np.take(self.values, at, out=s.ids[:n], mode="clip"), bool(ok.all())
 
 
 def _short_keys(keys: np.ndarray) -> list[bytes]:
@@ -854,16 +899,17 @@ class _Vocabulary:
         short = [(i, t) for i, t in enumerate(self.tokens) if len(t) <= 8]
         # key 0 = "longer than 8 bytes": id -1, resolved by the long table
         keys = np.array([int.from_bytes(t, "little") for _, t in short] + [0], np.uint64)
-        ids = np.array([i for i, _ in short] + [-1], np.int32)
+        ids = np.array([i for i, _ in short] + [-1], np.int64)
         self.short = _TokenTable(keys[:, None], ids)
         self.long = None
 
-    def short_ids(self, key: np.ndarray) -> np.ndarray:
-        ids, ok = self.short.lookup([key])
-        if ok is not None:  # tokens not met before
+    def short_ids(self, key: np.ndarray, s: _Scratch) -> np.ndarray:
+        ids, found = self.short.lookup_into(key, s)
+        if not found:  # tokens not met before
+            ok = s.flag[: key.size]
             self.add(_short_keys(np.unique(key[~ok])))
-            ids, ok = self.short.lookup([key])
-            if ok is not None:
+            ids, found = self.short.lookup_into(key, s)
+            if not found:
                 raise _Unsupported("lookup failed")
         return ids
 
@@ -877,7 +923,7 @@ class _Vocabulary:
             rows = np.array(
                 [_long_row(t, self.long_words) for _, t in long] or [[0] * len(cols)], np.uint64
             )
-            ids = np.array([i for i, _ in long] or [-1], np.int32)
+            ids = np.array([i for i, _ in long] or [-1], np.int64)
             self.long = _TokenTable(rows, ids)
         ids, ok = self.long.lookup(cols)
         if ok is not None:
@@ -887,57 +933,77 @@ class _Vocabulary:
         return ids
 
 
-def _delimiters(buf: np.ndarray, sep_b: bytes, joiner: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start of every separator or joiner in ``buf`` (in order), and which are joiners."""
+def _delimiters(
+    buf: np.ndarray, n_bytes: int, sep_b: bytes, ends: np.ndarray, s: _Scratch
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the tokens of a block end, in order, and which of those ends a path.
+
+    The first ``n_bytes`` of ``buf`` are the paths back to back, ``ends`` (increasing, the last
+    = ``n_bytes``) where each ends; a token ends at the start of every separator and at every
+    path end. Raises :class:`_Unsupported` where a separator starts a path (an empty first token:
+    the slow path words the error) or two path ends meet (an empty path)."""
     m = len(sep_b)
-    n = buf.size - _PAD - m + 1  # the last joiner starts at n - 1
-    # Two delimiters of non-empty tokens lie >= m + 1 bytes apart, so the hits of g-byte groups
-    # (g = a power of 2 <= m + 1) are found by a pass over n / g groups rather than n bytes, and
-    # each group's one hit by its lane; a group with two hits (an empty token, sep[1:] inside a
-    # name) shows in the count and takes the byte-wise pass.
-    g = min(8, 1 << ((m + 1).bit_length() - 1))
-    padded = np.empty(-(-n // g) * g, bool)
-    padded[n:] = False
-    hit = padded[:n]
-    # sep[1:] (shared by the joiner) compared in place, the first byte only where that matched
-    if m == 1:
-        np.equal(buf[:n], sep_b[0], out=hit)
-        hit |= buf[:n] == joiner
+    n = max(n_bytes - m + 1, 0)  # separators lie inside the paths
+    # marks: 1 where sep[1:] follows (the whole sep if one byte long; the first byte is checked
+    # only at the hits), 2 at a path end
+    size = n_bytes + 1 + (n_bytes + 1) % 2
+    marks = s.marks[:size]
+    marks[n:] = 0
+    hit = marks[:n].view(np.bool_)
+    j0 = 1 if m > 1 else 0
+    np.equal(buf[j0 : n + j0], sep_b[j0], out=hit)
+    for j in range(2, m):
+        hit &= np.equal(buf[j : n + j], sep_b[j], out=s.match[:n])
+    # a separator across two paths (back to back in the buffer) is none
+    for j in range(1, m):
+        marks.put(ends - j, 0, mode="clip")
+    at_start = np.take(marks, ends, mode="clip")
+    if at_start.any() and (buf[ends[at_start != 0]] == sep_b[0]).any():
+        raise _Unsupported("a separator at a path's start")  # (not just sep[1:])
+    marks.put(ends, 2, mode="clip")
+    # Two ends of non-empty tokens lie at least 2 bytes apart (a separator's end and the next
+    # token's m + 1; a path's end and its next path's first token's end: that token's length),
+    # so the marks are found by a pass over n / 2 byte pairs rather than n bytes, each pair's one
+    # mark by its lane; a pair with two (a one-byte token) shows in the count and takes the
+    # byte-wise pass.
+    pairs = marks.view(np.uint16)
+    pos = np.flatnonzero(np.not_equal(pairs, 0, out=s.match[: pairs.size]))
+    n_marks = np.count_nonzero(marks)
+    if n_marks > s.n_tokens:
+        raise _ScratchFull
+    if pos.size == n_marks:
+        lane = np.take(pairs, pos, out=s.u16[: pos.size], mode="clip")
+        pos *= 2
+        pos += np.greater(lane, 255, out=s.flag[: pos.size])
     else:
-        np.equal(buf[1 : n + 1], sep_b[1], out=hit)
-        if m > 2:
-            match = np.empty_like(hit)
-            for j in range(2, m):
-                hit &= np.equal(buf[j : n + j], sep_b[j], out=match)
-    unsigned, mult, shift, signed = _LANES[g]
-    groups = padded.view(unsigned)
-    pos = np.flatnonzero(groups != 0)
-    if pos.size == np.count_nonzero(hit):
-        lane = groups.take(pos)
-        lane *= mult
-        lane >>= shift
-        pos *= g
-        pos += lane.view(signed)
-    else:
-        pos = np.flatnonzero(hit)
-    first = buf.take(pos)
-    is_joiner = first == joiner
+        pos = np.flatnonzero(marks)
+    kind = np.take(marks, pos, out=s.kind[: pos.size], mode="clip")
+    is_end = np.equal(kind, 2, out=s.is_end[: pos.size])
+    if np.count_nonzero(is_end) != ends.size:
+        raise _Unsupported("an empty path")
     if m > 1:
-        is_sep = first == sep_b[0]
-        if np.count_nonzero(is_sep) + np.count_nonzero(is_joiner) < pos.size:
-            ok = is_sep | is_joiner  # sep[1:] inside a channel name
-            pos, is_joiner = pos[ok], is_joiner[ok]
-    return pos, is_joiner
+        first = np.take(buf, pos, out=s.kind[: pos.size], mode="clip")
+        is_sep = np.equal(first, sep_b[0], out=s.flag[: pos.size])
+        is_sep |= is_end
+        if not is_sep.all():  # sep[1:] inside a channel name
+            pos, is_end = pos[is_sep], is_end[is_sep]
+    return pos, is_end
 
 
-def _words_at(aligned: np.ndarray, at: np.ndarray) -> np.ndarray:
+def _words_at(aligned: np.ndarray, at: np.ndarray, s: _Scratch | None = None) -> np.ndarray:
     """The little-endian 64-bit words at byte offsets ``at`` of the buffer ``aligned`` (its 8-byte
     words), read as two aligned words joined by shifts: numpy copies a whole unaligned (stride 1)
-    view before any gather, which costs more than the gather."""
-    q = at >> 3
-    word = aligned.take(q)
-    high = aligned[1:].take(q)
-    shift = (at & 7).view(np.uint64)
+    view before any gather, which costs more than the gather. With ``s``, in its arrays."""
+    n = at.size
+    if s is None:
+        q = at >> 3
+        word = aligned.take(q)
+        high = aligned[1:].take(q)
+    else:
+        q = np.right_shift(at, 3, out=s.q[:n])
+        word = np.take(aligned, q, out=s.word[:n], mode="clip")
+        high = np.take(aligned[1:], q, out=s.high[:n], mode="clip")
+    shift = np.bitwise_and(at, 7, out=q).view(np.uint64)
     shift <<= np.uint64(3)
     word >>= shift
     np.subtract(np.uint64(64), shift, out=shift)
@@ -961,7 +1027,7 @@ def _long_key_rows(
     longest = int(length.max())
     if longest > _MAX_TOKEN_BYTES:
         raise _Unsupported("long token")
-    cols = [length.view(np.uint64), first.take(at), last]
+    cols = [length.view(np.uint64), first.take(at), last.copy()]
     if longest > 16:
         starts = start.take(at)
     for j in range(1, (longest - 9) // 8 + 1):
@@ -982,27 +1048,41 @@ class _PairCounter:
     def __init__(self, journeys: np.ndarray) -> None:
         self.journeys = journeys
         self.counts = np.zeros(_PAIR_BASE * (_PAIR_BASE + 1))
-        self.last = np.empty(journeys.size, np.int32)
+        self.last = np.empty(journeys.size, np.int64)
 
-    def add(self, ids: np.ndarray, last: np.ndarray, lo: int, n_tokens: int) -> None:
-        """Block of paths ``lo..``: token ids, and each path's last token (block positions)."""
+    def add(
+        self,
+        ids: np.ndarray,
+        last: np.ndarray,
+        after: np.ndarray,
+        lo: int,
+        n_tokens: int,
+        s: _Scratch,
+    ) -> None:
+        """Block of paths ``lo..``: token ids, each path's last token and the first token of
+        every path but the first (block positions)."""
         if n_tokens > _PAIR_BASE:
             raise _Unsupported("too many distinct tokens to count pairs")
+        n, k = ids.size, last.size
         # pair = token * (base + 1) + previous token; a path's first token follows (start) = base
-        pair = ids * (_PAIR_BASE + 1)
+        pair = np.multiply(ids, _PAIR_BASE + 1, out=s.pair[:n])
         pair[1:] += ids[:-1]
-        first = last[:-1] + 1
-        first_pair = ids.take(first)
-        first_pair *= _PAIR_BASE + 1
-        first_pair += _PAIR_BASE
-        pair.put(first, first_pair)
+        first = np.take(ids, after, out=s.path_tmp[: k - 1], mode="clip")
+        first *= _PAIR_BASE + 1
+        first += _PAIR_BASE
+        pair.put(after, first, mode="clip")
         pair[0] += _PAIR_BASE
-        lengths = np.empty_like(last)
-        lengths[0] = last[0] + 1
-        np.subtract(last[1:], last[:-1], out=lengths[1:])
-        w = np.repeat(self.journeys[lo : lo + last.size], lengths)
-        self.counts += np.bincount(pair, w, self.counts.size)
-        self.last[lo : lo + last.size] = ids.take(last)
+        journeys = self.journeys[lo : lo + k]
+        if journeys.min() == journeys.max():  # (often: the tail of a table sorted by counts)
+            self.counts += np.bincount(pair, minlength=self.counts.size) * journeys[0]
+        else:
+            token_path = s.token_path[:n]
+            token_path[:] = 0
+            token_path.put(after, 1, mode="clip")
+            np.cumsum(token_path, out=token_path)
+            weight = np.take(journeys, token_path, out=s.weight[:n], mode="clip")
+            self.counts += np.bincount(pair, weight, self.counts.size)
+        np.take(ids, last, out=self.last[lo : lo + k], mode="clip")
 
     def by_code(self, lut: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The counts over channel codes, (k + 1) x k with row k = (start), and each path's last
@@ -1016,24 +1096,55 @@ class _PairCounter:
         return pairs, lut.take(self.last)
 
 
-def _split_fast(
-    values: np.ndarray, sep: str, journeys: np.ndarray | None = None
-) -> _SplitPaths | None:
-    """Cut the path strings ``values`` (an object array) at ``sep`` (see the section comment);
-    None when the fast path does not apply. Token semantics equal ``pc.split_pattern`` +
-    ``pc.utf8_trim_whitespace``. With ``journeys`` (per path), no codes are kept: the order-1
-    transitions are counted block by block instead (``pairs``, ``last`` of :class:`_SplitPaths`)."""
-    if values.dtype != object:
+def _arrow_strings(col: pd.Series | np.ndarray) -> pa.Array | None:
+    """The column as one Arrow string array: from its Arrow buffers when pandas holds it in Arrow
+    (``string[pyarrow]``, ``ArrowDtype(pa.string())``, pandas 3's ``str``), else converted
+    (None when that fails: a cell that is not a str)."""
+    try:
+        if isinstance(col, np.ndarray) or col.dtype == object:
+            arr = pa.array(np.asarray(col, dtype=object), pa.string())
+        elif hasattr(col.array, "__arrow_array__"):
+            arr = pa.array(col.array)
+        else:
+            return None
+    except (TypeError, ValueError, pa.ArrowException):
         return None
-    sep_b = sep.encode("utf-8", "surrogatepass")
-    joiner = next((j for j in _JOINERS if j not in sep_b), None)
-    if sep_b[0] >= 0x80 or joiner is None:
-        return None  # the joiner takes the place of sep's first byte: it must be one byte
-    n_paths = len(values)
-    # Between two paths the joiner + sep[1:], so one search finds path boundaries and separators
-    # together, in order; the last path is followed by one too.
-    joined_by = chr(joiner) + sep[1:]
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    return arr
+
+
+def _split_fast(
+    column: pd.Series | np.ndarray, sep: str, journeys: np.ndarray | None = None
+) -> _SplitPaths | None:
+    """Cut the path strings of ``column`` at ``sep`` (see the section comment); None when the
+    fast path does not apply. Token semantics equal ``pc.split_pattern`` +
+    ``pc.utf8_trim_whitespace``. With ``journeys`` (per path), no codes are kept: the order-1
+    transitions are counted block by block instead (``pairs``, ``last`` of
+    :class:`_SplitPaths`)."""
+    arr = _arrow_strings(column)
+    if arr is None or arr.null_count or len(arr) == 0:
+        return None
+    try:
+        sep_b = sep.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
     m = len(sep_b)
+    n_paths = len(arr)
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offs = np.frombuffer(arr.buffers()[1], width)[arr.offset : arr.offset + n_paths + 1]
+    offs = offs.astype(np.int64)
+    if offs[-1] == offs[0]:
+        return None  # only empty paths
+    data = np.frombuffer(arr.buffers()[2], np.uint8)
+    block_paths = max(1, int(_BLOCK_BYTES / ((offs[-1] - offs[0]) / n_paths + m)))
+    bounds = offs[::block_paths]
+    most_bytes = int(np.diff(np.append(bounds, offs[-1])).max())
+    # a separator is followed by a token of >= 1 byte (a block with more marks, e.g. sep[1:]
+    # inside channel names, grows the scratch)
+    scratch = _Scratch(most_bytes, most_bytes // (m + 1) + block_paths + 1, block_paths)
     vocab = _Vocabulary()
     counter = None if journeys is None else _PairCounter(journeys)
     offsets = np.empty(n_paths + 1, np.int64)
@@ -1041,64 +1152,21 @@ def _split_fast(
     id_blocks = []
     n_tok = 0
     try:
-        spread = values[:: max(1, n_paths // 64)]  # (tables are often sorted by count)
-        typical = sum(len(v) for v in spread) / len(spread) + m  # bytes, ~ASCII
-        block_paths = max(1, int(_BLOCK_BYTES / typical))
         for lo in range(0, n_paths, block_paths):
-            # (one block at a time: the string objects of a table built from many more rows lie
-            # scattered in memory, and a block's are read from RAM once, not once per pass)
-            block = values[lo : lo + block_paths].tolist()
-            block.append("\0" * _PAD)
-            data = joined_by.join(block).encode("utf-8")
-            if data.find(b"\0") != len(data) - _PAD:
-                return None  # NUL bytes would make the zero-padded words of two tokens equal
-            buf = np.frombuffer(data, np.uint8)
-            end, is_joiner = _delimiters(buf, sep_b, joiner)
-            last = np.flatnonzero(is_joiner)  # each path's last token
-            if last.size != len(block) - 1:
-                return None  # a path contains the joiner sequence itself
-            n = end.size
-            # every token's start, then the last 8 bytes' start of those over 8 bytes: their
-            # words are read together
-            reads = np.empty(2 * n, np.int64)
-            start = reads[:n]
-            start[0] = 0
-            np.add(end[:-1], m, out=start[1:])
-            length = end - start  # < 1: an empty token, or overlapping separators ("a > > b")
-            long_at = np.flatnonzero(length > 8)
-            n_long = long_at.size
-            if n_long:
-                np.subtract(end.take(long_at), 8, out=reads[n : n + n_long])
-            aligned = np.frombuffer(data, np.uint64, len(data) // 8)
-            words = _words_at(aligned, reads[: n + n_long])
-            word = words[:n]  # bytes start..start+7
-            long_cols = (
-                _long_key_rows(aligned, word, words[n:], start, length, long_at) if n_long else None
-            )
-            # a length under 1 gets key 0 and so id -1, refused below
-            key = np.take(_LOW_BYTES, length, mode="clip")
-            key &= word
-            if vocab.short is None:  # the first block's tokens, numbered in name order
-                sample = np.unique(key[:: max(1, key.size // _SAMPLE)])
-                first = _short_keys(sample[sample != 0])
-                if long_cols is not None:  # distinct by hash: one lost to a collision comes later
-                    _, i = np.unique(_row_hash(long_cols, _HASH_MULTS[0]), return_index=True)
-                    first += _long_keys(np.stack([c[i] for c in long_cols], axis=1))
-                vocab.add(first)
-            ids = vocab.short_ids(key)
-            if long_cols is not None:
-                ids[long_at] = vocab.long_ids(long_cols)
-            if ids.min() < 0:
-                return None  # an empty path or token, or overlapping separators
+            hi = min(n_paths, lo + block_paths)
+            try:
+                ids, last, after = _block_ids(data, offs, lo, hi, sep_b, vocab, scratch)
+            except _ScratchFull:
+                scratch = _Scratch(most_bytes, most_bytes + 1, block_paths)
+                ids, last, after = _block_ids(data, offs, lo, hi, sep_b, vocab, scratch)
             if counter is None:
                 id_blocks.append(ids.astype(np.int32))
-                last += n_tok + 1
-                offsets[lo + 1 : lo + len(block)] = last
+                offsets[lo + 1 : hi + 1] = last + (n_tok + 1)
             else:
-                counter.add(ids, last, lo, len(vocab.tokens))
-            n_tok += n
+                counter.add(ids, last, after, lo, len(vocab.tokens), scratch)
+            n_tok += ids.size
         raw = [t.decode("utf-8") for t in vocab.tokens]
-    except (TypeError, UnicodeEncodeError, UnicodeDecodeError, _Unsupported):
+    except (UnicodeDecodeError, _Unsupported):
         return None
     # str.strip removes exactly the characters pc.utf8_trim_whitespace does (checked for every
     # code point), without a round trip through Arrow
@@ -1114,6 +1182,67 @@ def _split_fast(
     if not np.array_equal(lut, np.arange(lut.size)):  # trimmed duplicates or late tokens
         np.take(lut, ids, out=ids, mode="clip")
     return _SplitPaths(names, ids, offsets, has_sep)
+
+
+def _block_ids(
+    data: np.ndarray,
+    offs: np.ndarray,
+    lo: int,
+    hi: int,
+    sep_b: bytes,
+    vocab: _Vocabulary,
+    s: _Scratch,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw token ids of paths ``lo..hi`` (in ``s``), each path's last token and the first
+    token of each path but the first (block positions)."""
+    m = len(sep_b)
+    b0, b1 = int(offs[lo]), int(offs[hi])
+    n_bytes, k = b1 - b0, hi - lo
+    # the block's bytes, zero-padded to whole words: the words read past a token exist
+    size = -(-(n_bytes + _PAD) // 8) * 8
+    buf = s.buf[:size]
+    buf[:n_bytes] = data[b0:b1]
+    buf[n_bytes:] = 0
+    if n_bytes == 0 or buf[:n_bytes].min() == 0:
+        raise _Unsupported("NUL, or empty paths")  # NUL: zero-padded words of 2 tokens equal
+    ends = np.subtract(offs[lo + 1 : hi + 1], b0, out=s.ends[:k])
+    end, is_end = _delimiters(buf, n_bytes, sep_b, ends, s)
+    n = end.size
+    last = np.flatnonzero(is_end)  # each path's last token
+    after = np.add(last[:-1], 1, out=s.after[: k - 1])  # each later path's first token
+    # every token's start, then the last 8 bytes' start of those over 8 bytes: their words are
+    # read together. A token starts m bytes after a separator, or where the path before ends.
+    reads = s.reads[: 2 * n]
+    start = reads[:n]
+    start[0] = 0
+    np.add(end[:-1], m, out=start[1:])
+    start.put(after, np.take(end, last[:-1], out=s.path_tmp[: k - 1], mode="clip"), mode="clip")
+    length = np.subtract(end, start, out=s.length[:n])  # < 1: an empty token, or "a > > b"
+    long_at = np.flatnonzero(np.greater(length, 8, out=s.flag[:n]))
+    n_long = long_at.size
+    if n_long:
+        np.take(end, long_at, out=reads[n : n + n_long], mode="clip")
+        reads[n : n + n_long] -= 8
+    aligned = buf.view(np.uint64)
+    words = _words_at(aligned, reads[: n + n_long], s)
+    word = words[:n]  # bytes start..start+7
+    long_cols = _long_key_rows(aligned, word, words[n:], start, length, long_at) if n_long else None
+    # a length under 1 gets key 0 and so id -1, refused below
+    key = np.take(_LOW_BYTES, length, out=s.key[:n], mode="clip")
+    key &= word
+    if vocab.short is None:  # the first block's tokens, numbered in name order
+        sample = np.unique(key[:: max(1, key.size // _SAMPLE)])
+        first = _short_keys(sample[sample != 0])
+        if long_cols is not None:  # distinct by hash: one lost to a collision comes later
+            _, i = np.unique(_row_hash(long_cols, _HASH_MULTS[0]), return_index=True)
+            first += _long_keys(np.stack([c[i] for c in long_cols], axis=1))
+        vocab.add(first)
+    ids = vocab.short_ids(key, s)
+    if long_cols is not None:
+        ids[long_at] = vocab.long_ids(long_cols)
+    if ids.min() < 0:
+        raise _Unsupported("an empty path or token, or overlapping separators")
+    return ids, last, after
 
 
 def encode_paths(paths: pd.DataFrame | EncodedPaths, sep: str = DEFAULT_SEP) -> EncodedPaths:
@@ -1144,8 +1273,7 @@ def encode_paths(paths: pd.DataFrame | EncodedPaths, sep: str = DEFAULT_SEP) -> 
     _check_columns(paths, table, ["path", "conversions"])
     if len(paths) == 0:
         raise DataError("table 'paths' is empty: no paths to attribute")
-    values = paths["path"].to_numpy()
-    split = _split_fast(values, sep)
+    split = _split_fast(paths["path"], sep)
     if split is None:  # every cell a str means no nulls
         _check_not_null(paths, table, "path")
     conversions = _counts(paths, "conversions", table, None)
@@ -1156,13 +1284,14 @@ def encode_paths(paths: pd.DataFrame | EncodedPaths, sep: str = DEFAULT_SEP) -> 
 
     if split is not None:
         if not split.has_sep:
-            _check_separator(values, sep)
+            _check_separator(paths["path"].to_numpy(), sep)
         names = split.names
         suspicious = _suspicious(names)
         examples: dict[str, str] = {}
         for name in suspicious:  # one example path per suspicious channel, for the message only
             tok = int(np.flatnonzero(split.codes == names.index(name))[0])
-            examples[name] = values[int(np.searchsorted(split.offsets, tok, side="right")) - 1]
+            row = int(np.searchsorted(split.offsets, tok, side="right")) - 1
+            examples[name] = str(paths["path"].iloc[row])
         _check_channel_names(np.asarray(names, dtype=object), table, sep, examples)
         return EncodedPaths(
             channels=tuple(names),
@@ -1218,12 +1347,11 @@ def _order1_counts(paths: Any, sep: str = DEFAULT_SEP) -> _Order1Counts | None:
         _non_negative(nulls, paths, "nulls", table)
     except DataError:
         return None
-    values = paths["path"].to_numpy()
-    split = _split_fast(values, sep, conversions + nulls)
+    split = _split_fast(paths["path"], sep, conversions + nulls)
     if split is None or _suspicious(split.names):  # encode_paths words the error
         return None
     if not split.has_sep:
-        _check_separator(values, sep)
+        _check_separator(paths["path"].to_numpy(), sep)
     return _Order1Counts(tuple(split.names), split.pairs, split.last, conversions, value, nulls)
 
 
