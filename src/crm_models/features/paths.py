@@ -944,28 +944,24 @@ def _delimiters(
     the slow path words the error) or two path ends meet (an empty path)."""
     m = len(sep_b)
     n = max(n_bytes - m + 1, 0)  # separators lie inside the paths
-    # marks: 1 where sep[1:] follows (the whole sep if one byte long; the first byte is checked
-    # only at the hits), 2 at a path end
+    # marks: 1 where a separator starts, 2 at a path end
     size = n_bytes + 1 + (n_bytes + 1) % 2
     marks = s.marks[:size]
     marks[n:] = 0
     hit = marks[:n].view(np.bool_)
-    j0 = 1 if m > 1 else 0
-    np.equal(buf[j0 : n + j0], sep_b[j0], out=hit)
-    for j in range(2, m):
-        hit &= np.equal(buf[j : n + j], sep_b[j], out=s.match[:n])
-    # a separator across two paths (back to back in the buffer) is none
+    np.equal(buf[:n], sep_b[0], out=hit)
     for j in range(1, m):
-        marks.put(ends - j, 0, mode="clip")
-    at_start = np.take(marks, ends, mode="clip")
-    if at_start.any() and (buf[ends[at_start != 0]] == sep_b[0]).any():
-        raise _Unsupported("a separator at a path's start")  # (not just sep[1:])
+        hit &= np.equal(buf[j : n + j], sep_b[j], out=s.match[:n])
+    # (A separator across two paths, back to back in the buffer, makes the token after it end
+    # before it starts: refused, so the slow path takes such a table.)
+    if np.take(marks, ends, mode="clip").any():
+        raise _Unsupported("a separator at a path's start")
     marks.put(ends, 2, mode="clip")
-    # Two ends of non-empty tokens lie at least 2 bytes apart (a separator's end and the next
-    # token's m + 1; a path's end and its next path's first token's end: that token's length),
-    # so the marks are found by a pass over n / 2 byte pairs rather than n bytes, each pair's one
-    # mark by its lane; a pair with two (a one-byte token) shows in the count and takes the
-    # byte-wise pass.
+    # Two token ends lie at least 2 bytes apart unless a token is one byte long (after a
+    # separator, the next end is m + 1 or more bytes on; after a path's end, as far as the next
+    # path's first token is long), so the marks are found by a pass over n / 2 byte pairs rather
+    # than n bytes, each pair's one mark by its lane; a pair with two (a one-byte token) shows in
+    # the count and takes the byte-wise pass.
     pairs = marks.view(np.uint16)
     pos = np.flatnonzero(np.not_equal(pairs, 0, out=s.match[: pairs.size]))
     n_marks = np.count_nonzero(marks)
@@ -981,12 +977,6 @@ def _delimiters(
     is_end = np.equal(kind, 2, out=s.is_end[: pos.size])
     if np.count_nonzero(is_end) != ends.size:
         raise _Unsupported("an empty path")
-    if m > 1:
-        first = np.take(buf, pos, out=s.kind[: pos.size], mode="clip")
-        is_sep = np.equal(first, sep_b[0], out=s.flag[: pos.size])
-        is_sep |= is_end
-        if not is_sep.all():  # sep[1:] inside a channel name
-            pos, is_end = pos[is_sep], is_end[is_sep]
     return pos, is_end
 
 
@@ -1142,8 +1132,8 @@ def _split_fast(
     block_paths = max(1, int(_BLOCK_BYTES / ((offs[-1] - offs[0]) / n_paths + m)))
     bounds = offs[::block_paths]
     most_bytes = int(np.diff(np.append(bounds, offs[-1])).max())
-    # a separator is followed by a token of >= 1 byte (a block with more marks, e.g. sep[1:]
-    # inside channel names, grows the scratch)
+    # a separator is followed by a token of >= 1 byte (a block with more marks, i.e. empty
+    # tokens or overlapping separators, grows the scratch, then fails the token checks)
     scratch = _Scratch(most_bytes, most_bytes // (m + 1) + block_paths + 1, block_paths)
     vocab = _Vocabulary()
     counter = None if journeys is None else _PairCounter(journeys)
