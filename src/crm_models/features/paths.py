@@ -763,14 +763,10 @@ class _Scratch:
         ("is_end", np.bool_),
         ("length", np.int64),
         ("key", np.uint64),
-        ("bucket", np.uint64),
-        ("probe", np.uint64),
         ("ids", np.int64),
-        ("pair", np.int64),
-        ("token_path", np.int64),
-        ("weight", np.float64),
     )
-    # read twice per token at most (its first word, and the last 8 bytes of a long token)
+    # read twice per token at most (its first word, and the last 8 bytes of a long token); once
+    # the words are keys, q / word / high serve the lookup and the pair counting
     _READ_ARRAYS = (("reads", np.int64), ("q", np.int64), ("word", np.uint64), ("high", np.uint64))
     _PATH_ARRAYS = (("ends", np.int64), ("after", np.int64), ("path_tmp", np.int64))
 
@@ -840,10 +836,10 @@ class _TokenTable:
         """:meth:`lookup` of one-word keys in the scratch arrays: the values (``s.ids``) and
         whether every key is in the table."""
         n = key.size
-        bucket = np.multiply(key, self.mult, out=s.bucket[:n])
+        bucket = np.multiply(key, self.mult, out=s.q[:n].view(np.uint64))
         bucket >>= self.shift
         at = bucket.view(np.intp)
-        probe = np.take(self.keys[0], at, out=s.probe[:n], mode="clip")
+        probe = np.take(self.keys[0], at, out=s.high[:n], mode="clip")
         ok = np.equal(probe, key, out=s.flag[:n])
         return np.take(self.values, at, out=s.ids[:n], mode="clip"), bool(ok.all())
 
@@ -1055,7 +1051,7 @@ class _PairCounter:
             raise _Unsupported("too many distinct tokens to count pairs")
         n, k = ids.size, last.size
         # pair = token * (base + 1) + previous token; a path's first token follows (start) = base
-        pair = np.multiply(ids, _PAIR_BASE + 1, out=s.pair[:n])
+        pair = np.multiply(ids, _PAIR_BASE + 1, out=s.q[:n])
         pair[1:] += ids[:-1]
         first = np.take(ids, after, out=s.path_tmp[: k - 1], mode="clip")
         first *= _PAIR_BASE + 1
@@ -1066,11 +1062,11 @@ class _PairCounter:
         if journeys.min() == journeys.max():  # (often: the tail of a table sorted by counts)
             self.counts += np.bincount(pair, minlength=self.counts.size) * journeys[0]
         else:
-            token_path = s.token_path[:n]
+            token_path = s.word[:n].view(np.int64)
             token_path[:] = 0
             token_path.put(after, 1, mode="clip")
             np.cumsum(token_path, out=token_path)
-            weight = np.take(journeys, token_path, out=s.weight[:n], mode="clip")
+            weight = np.take(journeys, token_path, out=s.high[:n].view(np.float64), mode="clip")
             self.counts += np.bincount(pair, weight, self.counts.size)
         np.take(ids, last, out=self.last[lo : lo + k], mode="clip")
 
@@ -1132,9 +1128,9 @@ def _split_fast(
     block_paths = max(1, int(_BLOCK_BYTES / ((offs[-1] - offs[0]) / n_paths + m)))
     bounds = offs[::block_paths]
     most_bytes = int(np.diff(np.append(bounds, offs[-1])).max())
-    # a separator is followed by a token of >= 1 byte (a block with more marks, i.e. empty
-    # tokens or overlapping separators, grows the scratch, then fails the token checks)
-    scratch = _Scratch(most_bytes, most_bytes // (m + 1) + block_paths + 1, block_paths)
+    # room for tokens of 2 bytes on average; a block with more (one-byte tokens, or empty ones
+    # and overlapping separators, which then fail the token checks) grows the scratch
+    scratch = _Scratch(most_bytes, most_bytes // (m + 2) + block_paths + 1, block_paths)
     vocab = _Vocabulary()
     counter = None if journeys is None else _PairCounter(journeys)
     offsets = np.empty(n_paths + 1, np.int64)
