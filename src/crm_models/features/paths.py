@@ -768,7 +768,7 @@ class _Scratch:
     # read twice per token at most (its first word, and the last 8 bytes of a long token); once
     # the words are keys, q / word / high serve the lookup and the pair counting
     _READ_ARRAYS = (("reads", np.int64), ("q", np.int64), ("word", np.uint64), ("high", np.uint64))
-    _PATH_ARRAYS = (("ends", np.int64), ("after", np.int64), ("path_tmp", np.int64))
+    _PATH_ARRAYS = (("after", np.int64), ("path_tmp", np.int64))
 
     def __init__(self, n_bytes: int, n_tokens: int, n_paths: int) -> None:
         self.n_bytes, self.n_tokens, self.n_paths = n_bytes, n_tokens, n_paths
@@ -930,14 +930,19 @@ class _Vocabulary:
 
 
 def _delimiters(
-    buf: np.ndarray, n_bytes: int, sep_b: bytes, ends: np.ndarray, s: _Scratch
+    buf: np.ndarray,
+    n_bytes: int,
+    sep_b: bytes,
+    ends: np.ndarray | None,
+    joiner: int | None,
+    s: _Scratch,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the tokens of a block end, in order, and which of those ends a path.
 
-    The first ``n_bytes`` of ``buf`` are the paths back to back, ``ends`` (increasing, the last
-    = ``n_bytes``) where each ends; a token ends at the start of every separator and at every
-    path end. Raises :class:`_Unsupported` where a separator starts a path (an empty first token:
-    the slow path words the error) or two path ends meet (an empty path)."""
+    The first ``n_bytes`` of ``buf`` are the paths, back to back with ``ends`` (increasing, the
+    last = ``n_bytes``) where each ends, or each followed by the byte ``joiner``. A token ends at
+    the start of every separator and at every path end. Raises :class:`_Unsupported` where a
+    separator starts an Arrow path (an empty first token: the slow path words the error)."""
     m = len(sep_b)
     n = max(n_bytes - m + 1, 0)  # separators lie inside the paths
     # marks: 1 where a separator starts, 2 at a path end
@@ -948,11 +953,16 @@ def _delimiters(
     np.equal(buf[:n], sep_b[0], out=hit)
     for j in range(1, m):
         hit &= np.equal(buf[j : n + j], sep_b[j], out=s.match[:n])
-    # (A separator across two paths, back to back in the buffer, makes the token after it end
-    # before it starts: refused, so the slow path takes such a table.)
-    if np.take(marks, ends, mode="clip").any():
-        raise _Unsupported("a separator at a path's start")
-    marks.put(ends, 2, mode="clip")
+    if joiner is not None:  # (a separator after a joiner leaves an empty token: refused)
+        at_joiner = np.equal(buf[:n_bytes], joiner, out=s.match[:n_bytes]).view(np.uint8)
+        np.add(at_joiner, at_joiner, out=at_joiner)  # 2 (faster than a shift of uint8)
+        marks[:n_bytes] |= at_joiner
+    else:
+        # (A separator across two paths, back to back in the buffer, makes the token after it
+        # end before it starts: refused, so the slow path takes such a table.)
+        if np.take(marks, ends, mode="clip").any():
+            raise _Unsupported("a separator at a path's start")
+        marks.put(ends, 2, mode="clip")
     # Two token ends lie at least 2 bytes apart unless a token is one byte long (after a
     # separator, the next end is m + 1 or more bytes on; after a path's end, as far as the next
     # path's first token is long), so the marks are found by a pass over n / 2 byte pairs rather
@@ -970,10 +980,7 @@ def _delimiters(
     else:
         pos = np.flatnonzero(marks)
     kind = np.take(marks, pos, out=s.kind[: pos.size], mode="clip")
-    is_end = np.equal(kind, 2, out=s.is_end[: pos.size])
-    if np.count_nonzero(is_end) != ends.size:
-        raise _Unsupported("an empty path")
-    return pos, is_end
+    return pos, np.equal(kind, 2, out=s.is_end[: pos.size])
 
 
 def _words_at(aligned: np.ndarray, at: np.ndarray, s: _Scratch | None = None) -> np.ndarray:
@@ -1083,23 +1090,77 @@ class _PairCounter:
 
 
 def _arrow_strings(col: pd.Series | np.ndarray) -> pa.Array | None:
-    """The column as one Arrow string array: from its Arrow buffers when pandas holds it in Arrow
-    (``string[pyarrow]``, ``ArrowDtype(pa.string())``, pandas 3's ``str``), else converted
-    (None when that fails: a cell that is not a str)."""
+    """The column as one Arrow string array when pandas holds it in Arrow (``string[pyarrow]``,
+    ``ArrowDtype(pa.string())``, pandas 3's ``str``), else None."""
+    if isinstance(col, np.ndarray) or col.dtype == object:
+        return None
     try:
-        if isinstance(col, np.ndarray) or col.dtype == object:
-            arr = pa.array(np.asarray(col, dtype=object), pa.string())
-        elif hasattr(col.array, "__arrow_array__"):
-            arr = pa.array(col.array)
-        else:
-            return None
+        arr = pa.array(col.array) if hasattr(col.array, "__arrow_array__") else None
     except (TypeError, ValueError, pa.ArrowException):
         return None
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+    if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return None
     return arr
+
+
+_JOINERS = (0x1F, 0x1E, 0x1D, 0x1C)
+"""ASCII unit/record/group/file separators: what ends each Python path string when they are
+joined into one buffer (the first one not in ``sep``)."""
+
+
+class _Blocks:
+    """A path column as blocks of paths: ``(lo, hi, bytes, ends)``, ``ends`` where each path of
+    the block ends (Arrow: its offsets; joined Python strings: None, a joiner byte ends each)."""
+
+    def __init__(self, column: pd.Series | np.ndarray, sep_b: bytes) -> None:
+        self.arr = _arrow_strings(column)
+        if self.arr is not None:
+            arr = self.arr
+            if arr.null_count or len(arr) == 0:
+                raise _Unsupported("nulls")
+            n = len(arr)
+            width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+            offs = np.frombuffer(arr.buffers()[1], width)[arr.offset : arr.offset + n + 1]
+            self.offs = offs.astype(np.int64)
+            if self.offs[-1] == self.offs[0]:
+                raise _Unsupported("only empty paths")
+            self.data = np.frombuffer(arr.buffers()[2], np.uint8)
+            typical = (self.offs[-1] - self.offs[0]) / n
+            self.joiner = None
+        else:
+            values = np.asarray(column, dtype=object)
+            n = len(values)
+            if n == 0:
+                raise _Unsupported("empty")
+            self.values = values
+            self.joiner = next((j for j in _JOINERS if j not in sep_b), None)
+            if self.joiner is None:
+                raise _Unsupported("no joiner")
+            spread = values[:: max(1, n // 64)]  # (tables are often sorted by count)
+            typical = sum(len(v) for v in spread) / len(spread) + 1  # bytes, ~ASCII
+        self.n_paths = n
+        self.block_paths = max(1, int(_BLOCK_BYTES / (typical + len(sep_b))))
+        if self.joiner is None:
+            bounds = self.offs[:: self.block_paths]
+            self.most_bytes = int(np.diff(np.append(bounds, self.offs[-1])).max())
+        else:
+            self.most_bytes = int(_BLOCK_BYTES * 1.25)  # a guess; a larger block grows it
+
+    def __iter__(self) -> Any:
+        for lo in range(0, self.n_paths, self.block_paths):
+            hi = min(self.n_paths, lo + self.block_paths)
+            if self.joiner is None:
+                b0 = int(self.offs[lo])
+                yield lo, hi, self.data[b0 : int(self.offs[hi])], self.offs[lo + 1 : hi + 1] - b0
+            else:
+                # (a block at a time: the string objects of a table built from many more rows
+                # lie scattered in memory, and a block's are read from RAM once)
+                block = self.values[lo:hi].tolist()
+                block.append("")
+                data = chr(self.joiner).join(block).encode("utf-8")
+                yield lo, hi, np.frombuffer(data, np.uint8), None
 
 
 def _split_fast(
@@ -1110,27 +1171,17 @@ def _split_fast(
     ``pc.utf8_trim_whitespace``. With ``journeys`` (per path), no codes are kept: the order-1
     transitions are counted block by block instead (``pairs``, ``last`` of
     :class:`_SplitPaths`)."""
-    arr = _arrow_strings(column)
-    if arr is None or arr.null_count or len(arr) == 0:
-        return None
     try:
         sep_b = sep.encode("utf-8")
-    except UnicodeEncodeError:
+        blocks = _Blocks(column, sep_b)
+    except (TypeError, UnicodeEncodeError, _Unsupported):  # (TypeError: a cell not a str)
         return None
     m = len(sep_b)
-    n_paths = len(arr)
-    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offs = np.frombuffer(arr.buffers()[1], width)[arr.offset : arr.offset + n_paths + 1]
-    offs = offs.astype(np.int64)
-    if offs[-1] == offs[0]:
-        return None  # only empty paths
-    data = np.frombuffer(arr.buffers()[2], np.uint8)
-    block_paths = max(1, int(_BLOCK_BYTES / ((offs[-1] - offs[0]) / n_paths + m)))
-    bounds = offs[::block_paths]
-    most_bytes = int(np.diff(np.append(bounds, offs[-1])).max())
+    n_paths = blocks.n_paths
     # room for tokens of 2 bytes on average; a block with more (one-byte tokens, or empty ones
     # and overlapping separators, which then fail the token checks) grows the scratch
-    scratch = _Scratch(most_bytes, most_bytes // (m + 2) + block_paths + 1, block_paths)
+    room = blocks.most_bytes
+    scratch = _Scratch(room, room // (m + 2) + blocks.block_paths + 1, blocks.block_paths)
     vocab = _Vocabulary()
     counter = None if journeys is None else _PairCounter(journeys)
     offsets = np.empty(n_paths + 1, np.int64)
@@ -1138,13 +1189,19 @@ def _split_fast(
     id_blocks = []
     n_tok = 0
     try:
-        for lo in range(0, n_paths, block_paths):
-            hi = min(n_paths, lo + block_paths)
+        for lo, hi, data, ends in blocks:
+            if data.size > scratch.n_bytes:
+                room = data.size
+                scratch = _Scratch(room, room // (m + 2) + blocks.block_paths + 1, hi - lo)
             try:
-                ids, last, after = _block_ids(data, offs, lo, hi, sep_b, vocab, scratch)
+                ids, last, after = _block_ids(
+                    data, ends, blocks.joiner, hi - lo, sep_b, vocab, scratch
+                )
             except _ScratchFull:
-                scratch = _Scratch(most_bytes, most_bytes + 1, block_paths)
-                ids, last, after = _block_ids(data, offs, lo, hi, sep_b, vocab, scratch)
+                scratch = _Scratch(room, room + 1, blocks.block_paths)
+                ids, last, after = _block_ids(
+                    data, ends, blocks.joiner, hi - lo, sep_b, vocab, scratch
+                )
             if counter is None:
                 id_blocks.append(ids.astype(np.int32))
                 offsets[lo + 1 : hi + 1] = last + (n_tok + 1)
@@ -1152,7 +1209,7 @@ def _split_fast(
                 counter.add(ids, last, after, lo, len(vocab.tokens), scratch)
             n_tok += ids.size
         raw = [t.decode("utf-8") for t in vocab.tokens]
-    except (UnicodeDecodeError, _Unsupported):
+    except (TypeError, UnicodeEncodeError, UnicodeDecodeError, _Unsupported):
         return None
     # str.strip removes exactly the characters pc.utf8_trim_whitespace does (checked for every
     # code point), without a round trip through Arrow
@@ -1172,37 +1229,42 @@ def _split_fast(
 
 def _block_ids(
     data: np.ndarray,
-    offs: np.ndarray,
-    lo: int,
-    hi: int,
+    ends: np.ndarray | None,
+    joiner: int | None,
+    k: int,
     sep_b: bytes,
     vocab: _Vocabulary,
     s: _Scratch,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The raw token ids of paths ``lo..hi`` (in ``s``), each path's last token and the first
-    token of each path but the first (block positions)."""
+    """The raw token ids of a block of ``k`` paths (in ``s``), each path's last token and the
+    first token of each path but the first (block positions). ``data``: the paths' bytes,
+    ``ends`` where each path ends, or None when a ``joiner`` byte follows each path."""
     m = len(sep_b)
-    b0, b1 = int(offs[lo]), int(offs[hi])
-    n_bytes, k = b1 - b0, hi - lo
+    n_bytes = data.size
     # the block's bytes, zero-padded to whole words: the words read past a token exist
     size = -(-(n_bytes + _PAD) // 8) * 8
     buf = s.buf[:size]
-    buf[:n_bytes] = data[b0:b1]
+    buf[:n_bytes] = data
     buf[n_bytes:] = 0
     if n_bytes == 0 or buf[:n_bytes].min() == 0:
         raise _Unsupported("NUL, or empty paths")  # NUL: zero-padded words of 2 tokens equal
-    ends = np.subtract(offs[lo + 1 : hi + 1], b0, out=s.ends[:k])
-    end, is_end = _delimiters(buf, n_bytes, sep_b, ends, s)
+    end, is_end = _delimiters(buf, n_bytes, sep_b, ends, joiner, s)
     n = end.size
     last = np.flatnonzero(is_end)  # each path's last token
+    if last.size != k:
+        raise _Unsupported("an empty path, or a joiner inside one")
     after = np.add(last[:-1], 1, out=s.after[: k - 1])  # each later path's first token
     # every token's start, then the last 8 bytes' start of those over 8 bytes: their words are
-    # read together. A token starts m bytes after a separator, or where the path before ends.
+    # read together. A token starts m bytes after a separator, and where the path before ends
+    # (Arrow) or 1 byte after (its joiner).
     reads = s.reads[: 2 * n]
     start = reads[:n]
     start[0] = 0
     np.add(end[:-1], m, out=start[1:])
-    start.put(after, np.take(end, last[:-1], out=s.path_tmp[: k - 1], mode="clip"), mode="clip")
+    path_start = np.take(end, last[:-1], out=s.path_tmp[: k - 1], mode="clip")
+    if joiner is not None:
+        path_start += 1
+    start.put(after, path_start, mode="clip")
     length = np.subtract(end, start, out=s.length[:n])  # < 1: an empty token, or "a > > b"
     long_at = np.flatnonzero(np.greater(length, 8, out=s.flag[:n]))
     n_long = long_at.size
