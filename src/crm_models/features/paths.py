@@ -695,20 +695,21 @@ def _non_negative(a: np.ndarray, df: pd.DataFrame, col: str, table: str) -> None
 #
 # Why not pyarrow's split_pattern + dictionary_encode: on 86k path strings (594k tokens) they cost
 # ~25 ms, more than the whole order-1 Markov model. A path column is a handful of distinct channel
-# names repeated many times, so here it is cut with numpy, straight from its Arrow data buffer
-# (the path strings back to back, an object column converted once) with its offsets as the path
-# boundaries: separators are found by byte comparisons (their positions compacted from 2-byte
-# groups, see _delimiters), and every token is read as little-endian 64-bit words (a token of up
-# to 8 bytes is one word, zeroed past its end; unaligned words are assembled from two aligned
-# ones) and looked up in a small hash table of the distinct tokens. A lookup compares every word
-# of the token (and longer tokens' length), so a hash collision can never mistake one channel for
-# another. Paths are cut in blocks of a few thousand, whose work arrays are views of one
-# allocation reused block after block (_Scratch). Order-1 Markov needs only the journey-weighted
-# (previous, next) token counts, so for it each block's token ids are counted and dropped
-# (_PairCounter, one bincount a block) instead of being kept as codes. Input the fast path does
-# not cover (non-str cells, NUL bytes, empty tokens or overlapping separators, tokens over 256
-# bytes, over 1024 distinct tokens; over 64 when counting) makes it return None, and the pyarrow
-# path (which also words the errors) runs instead.
+# names repeated many times, so here it is cut with numpy: an Arrow-backed column (what
+# aggregate_paths returns) straight from its data buffer, its offsets the path boundaries; Python
+# strings joined a block at a time, a joiner byte after each path. Separators are found by byte
+# comparisons (their positions compacted from 2-byte groups, see _delimiters), and every token is
+# read as little-endian 64-bit words (a token of up to 8 bytes is one word, zeroed past its end;
+# unaligned words are assembled from two aligned ones) and looked up in a small hash table of the
+# distinct tokens. A lookup compares every word of the token (and longer tokens' length), so a
+# hash collision can never mistake one channel for another. Paths are cut in blocks of a few
+# thousand, whose work arrays are views of one allocation reused block after block (_Scratch).
+# Order-1 Markov needs only the journey-weighted (previous, next) token counts, so for it each
+# block's token ids are counted and dropped (_PairCounter, one bincount a block) instead of being
+# kept as codes. Input the fast path does not cover (non-str cells, NUL bytes, empty tokens or
+# overlapping separators, a separator across two Arrow paths, the joiner byte in a Python path,
+# tokens over 256 bytes, over 1024 distinct tokens; over 64 when counting) makes it return None,
+# and the pyarrow path (which also words the errors) runs instead.
 
 _PAD = 16  # NUL bytes after a block's last path: both aligned words read at a token start exist
 _BLOCK_BYTES = 1 << 19  # ~60k tokens: faster than 256 kB (call overhead) or 1 MB (cache)
