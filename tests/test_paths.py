@@ -578,3 +578,54 @@ def test_many_distinct_channels_and_non_string_cells() -> None:
     assert encode_paths(numbers).channels == ("1", "2")
     with pytest.raises(DataError, match="'path'.*1 null"):
         encode_paths(pd.DataFrame({"path": ["a > b", None], "conversions": [1, 1]}))
+
+
+def test_fast_splitter_equals_pyarrow_on_random_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 random tables: separators of 1-4 bytes (one not ASCII), names built from fragments
+    with spaces, tabs and separator-like characters, the separator's tail inside names, empty
+    paths, blocks from 1 byte to 512 kB; object and Arrow columns. Where the fast splitter takes
+    a table, its tokens, offsets and order-1 counts equal pyarrow's split and a direct count."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from crm_models.features import paths as paths_module
+
+    rng = np.random.default_rng(123)
+    seps = [" > ", ">", " -> ", "|", ", ", "→", " => ", "::"]
+    fragments = ["a", "b", "sms", "tv", "affiliate", "x" * 12, "y" * 20, "é", " ", "  ", ">",
+                 "-", "=", "→", ":", "\t", "Paid Search - Brand", "q r", "z" * 9]  # fmt: skip
+    fast = 0
+    for _ in range(200):
+        sep = str(rng.choice(seps))
+        names = ["".join(rng.choice(fragments, rng.integers(1, 4))) for _ in range(7)]
+        names = names[: rng.integers(1, 8)] + ([sep[1:] + "k"] if rng.random() < 0.3 else [])
+        n = int(rng.integers(1, 60))
+        paths = [sep.join(rng.choice(names, rng.integers(1, 6))) for _ in range(n)]
+        if rng.random() < 0.1:
+            paths[rng.integers(n)] = ""
+        monkeypatch.setattr(paths_module, "_BLOCK_BYTES", int(rng.choice([1, 7, 50, 300, 1 << 19])))
+        lists = pc.split_pattern(pa.array(paths, pa.string()), sep)
+        tokens = pc.utf8_trim_whitespace(lists.flatten()).to_pylist()
+        offsets = np.asarray(lists.offsets)
+        names_sorted = sorted(set(tokens))
+        codes = np.array([names_sorted.index(t) for t in tokens], np.int64)
+        weight = rng.integers(0, 5, n).astype(float)
+        k = len(names_sorted)
+        pairs = np.zeros((k + 1, k))
+        before = np.empty(codes.size, np.int64)
+        before[1:] = codes[:-1]
+        before[offsets[:-1][np.diff(offsets) > 0]] = k
+        np.add.at(pairs, (before, codes), np.repeat(weight, np.diff(offsets)))
+        for dtype in ("object", "string[pyarrow]"):
+            column = pd.Series(paths, dtype=dtype)
+            split = paths_module._split_fast(column, sep)
+            if split is None:
+                continue
+            fast += 1
+            assert [split.names[c] for c in split.codes] == tokens, (paths, sep)
+            assert split.offsets.tolist() == offsets.tolist()
+            counted = paths_module._split_fast(column, sep, weight)
+            assert counted is not None
+            np.testing.assert_allclose(counted.pairs, pairs, rtol=1e-12)
+            assert counted.last.tolist() == codes[offsets[1:] - 1].tolist()
+    assert fast > 200  # most tables take the fast path (the rest: empty paths or tokens)
