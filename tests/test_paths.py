@@ -629,3 +629,25 @@ def test_fast_splitter_equals_pyarrow_on_random_tables(monkeypatch: pytest.Monke
             np.testing.assert_allclose(counted.pairs, pairs, rtol=1e-12)
             assert counted.last.tolist() == codes[offsets[1:] - 1].tolist()
     assert fast > 200  # most tables take the fast path (the rest: empty paths or tokens)
+
+
+@pytest.mark.parametrize("dtype", _PATH_DTYPES)
+def test_fast_splitter_grows_its_scratch(monkeypatch: pytest.MonkeyPatch, dtype: str) -> None:
+    """Blocks with more tokens (one-byte names) or, for Python strings, more bytes (lengths the
+    sample missed) than the scratch was sized for: it grows, and the split is still pyarrow's."""
+    from crm_models.features import paths as paths_module
+
+    one_byte = [">".join(["a", "b"] * 50)] * 20  # 100 one-byte tokens a path
+    table = pd.DataFrame({"path": _as_dtype(one_byte, dtype), "conversions": 1})
+    assert paths_module._split_fast(table["path"], ">") is not None
+    enc = encode_paths(table, ">")
+    names, codes, offsets = _arrow_reference(table, ">")
+    assert (enc.channels, enc.codes.tolist(), enc.offsets.tolist()) == (names, codes, offsets)
+
+    monkeypatch.setattr(paths_module, "_BLOCK_BYTES", 100)
+    uneven = [("a" if i % 2 == 0 else " > ".join(["b", "c"] * (5 + i))) for i in range(128)]
+    table = pd.DataFrame({"path": _as_dtype(uneven, dtype), "conversions": 1})
+    assert paths_module._split_fast(table["path"], " > ") is not None
+    enc = encode_paths(table)
+    names, codes, offsets = _arrow_reference(table, " > ")
+    assert (enc.channels, enc.codes.tolist(), enc.offsets.tolist()) == (names, codes, offsets)

@@ -1142,12 +1142,13 @@ class _Blocks:
             spread = values[:: max(1, n // 64)]  # (tables are often sorted by count)
             typical = sum(len(v) for v in spread) / len(spread) + 1  # bytes, ~ASCII
         self.n_paths = n
-        self.block_paths = max(1, int(_BLOCK_BYTES / (typical + len(sep_b))))
+        self.block_paths = min(n, max(1, int(_BLOCK_BYTES / (typical + len(sep_b)))))
         if self.joiner is None:
             bounds = self.offs[:: self.block_paths]
             self.most_bytes = int(np.diff(np.append(bounds, self.offs[-1])).max())
         else:
-            self.most_bytes = int(_BLOCK_BYTES * 1.25)  # a guess; a larger block grows it
+            # a guess (a larger block grows the scratch)
+            self.most_bytes = int(min(_BLOCK_BYTES, n * typical) * 1.25) + 64
 
     def __iter__(self) -> Any:
         for lo in range(0, self.n_paths, self.block_paths):
@@ -1193,7 +1194,9 @@ def _split_fast(
         for lo, hi, data, ends in blocks:
             if data.size > scratch.n_bytes:
                 room = data.size
-                scratch = _Scratch(room, room // (m + 2) + blocks.block_paths + 1, hi - lo)
+                scratch = _Scratch(
+                    room, room // (m + 2) + blocks.block_paths + 1, blocks.block_paths
+                )
             try:
                 ids, last, after = _block_ids(
                     data, ends, blocks.joiner, hi - lo, sep_b, vocab, scratch
