@@ -26,8 +26,8 @@ from typing import NamedTuple
 import duckdb
 import ibis
 import numpy as np
-from _common import PeakRSS  # benchmarks/ is on sys.path when run as a script
 import pandas as pd
+from _common import PeakRSS  # benchmarks/ is on sys.path when run as a script
 
 from crm_models.features import btyd_summary
 
@@ -229,9 +229,11 @@ def report(runs: dict[tuple[str, str], list[Run]], cases: list[str]) -> str:
         )
 
     lines = [
-        "| case | (a) btyd_summary wall s (cpu s) | (b) hand SQL wall s (cpu s) "
-        "| (a)/(b) wall (cpu) | (c) lifetimes wall s (cpu s) | (c)/(a) wall (cpu) "
-        "| peak RSS growth MB (a) / (b) / (c) |",
+        (
+            "| case | (a) btyd_summary wall s (cpu s) | (b) hand SQL wall s (cpu s) "
+            "| (a)/(b) wall (cpu) | (c) lifetimes wall s (cpu s) | (c)/(a) wall (cpu) "
+            "| peak RSS growth MB (a) / (b) / (c) |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -59,7 +58,7 @@ def user_files(tmp_path_factory):
 
 
 def test_run_on_mapped_user_files(user_files):
-    root, path, ds = user_files
+    _root, path, ds = user_files
     result = run_experiment(load_config(path))
     run = MlflowClient().get_run(result.run_id)
     assert run.info.status == "FINISHED"
@@ -83,7 +82,7 @@ def test_bad_user_file_fails_before_any_run_is_logged(user_files):
     proc = subprocess.run(
         [sys.executable, "-m", "crm_models.cli", "run", str(path),
          "--set", f"data.tables.transactions.path={bad}"],
-        capture_output=True, text=True, cwd=root, timeout=300,
+        check=False, capture_output=True, text=True, cwd=root, timeout=300,
     )
     assert proc.returncode == 1
     assert "transactions.amount" in proc.stderr and "twelve" in proc.stderr

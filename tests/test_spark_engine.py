@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +18,14 @@ import pytest
 
 pytestmark = pytest.mark.spark
 
-import pyspark  # noqa: E402,F401  (a dev dependency: a missing pyspark fails, never skips)
+import pyspark  # noqa: F401  (a dev dependency: a missing pyspark fails, never skips)
 
-from crm_models import features as F  # noqa: E402
-from crm_models import spark as S  # noqa: E402
-from crm_models.config import SparkConfig, TableSource  # noqa: E402
-from crm_models.data.synthetic import simulate  # noqa: E402
-from crm_models.data.validation import DataValidationError  # noqa: E402
-from crm_models.features.paths import (  # noqa: E402
+from crm_models import features as F
+from crm_models import spark as S
+from crm_models.config import SparkConfig, TableSource
+from crm_models.data.synthetic import simulate
+from crm_models.data.validation import DataValidationError
+from crm_models.features.paths import (
     aggregate_paths,
     build_journeys,
     conversions_from_touchpoints,
@@ -193,8 +192,8 @@ def test_default_path_works_without_pyspark(tmp_path):
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "CRM_MODELS_ID_SALT": "x"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path, env=env)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                         text=True, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "ok"
 
@@ -244,8 +243,8 @@ def test_distributed_xgboost_matches_single_machine(session, objective):
     X = pd.DataFrame(rng.normal(size=(n, 4)), columns=["a", "b", "c", "d"])
     t = rng.exponential(60 * np.exp(-0.8 * X["a"] + 0.4 * X["b"]))
     e = rng.random(n) < 0.7
-    kw = dict(objective=objective, n_estimators=40, max_depth=3, subsample=1.0,
-              colsample_bytree=1.0, learning_rate=0.1)
+    kw = {"objective": objective, "n_estimators": 40, "max_depth": 3, "subsample": 1.0,
+          "colsample_bytree": 1.0, "learning_rate": 0.1}
     local = XGBSurvival(**kw).fit(X, t, e)
     trainer = S.SparkBoosterTrainer(num_workers=2)
     dist = XGBSurvival(**kw, distributed=trainer).fit(X, t, e)

@@ -24,7 +24,6 @@ Tuning protocol (``crm_models.tuning``; every task that can be tuned follows it)
 from __future__ import annotations
 
 import functools
-
 import logging
 import time
 from collections.abc import Callable
@@ -999,9 +998,8 @@ def _touches_before(data: ExperimentData, cutoff: pd.Timestamp) -> pd.DataFrame:
     tp = data.table("touchpoints")
     if isinstance(tp, pd.DataFrame):
         return tp[pd.to_datetime(tp["ts"]) < cutoff]
-    from crm_models.features.engine import lit_ts
-
     from crm_models import spark as S
+    from crm_models.features.engine import lit_ts
 
     return S.collect(tp.filter(tp.ts < lit_ts(cutoff)))
 

@@ -2,30 +2,33 @@
 
 Every builder takes raw contract tables and a cutoff: features use only rows with ts < cutoff,
 labels only rows in [cutoff, cutoff + horizon).
+
+- BTYD summary (``btyd.py``); RFM, behaviour, segments, churn labels (``rfm.py``,
+  ``behaviour.py``, ``segments.py``, ``labels.py``); snapshots (``snapshot.py``);
+- journeys and path tables (``paths.py``).
 """
 
 from __future__ import annotations
 
-# --- btyd summary (btyd.py) ---
-from crm_models.features.btyd import btyd_summary, btyd_summary_expr
-
-# --- RFM, behaviour, segments, churn labels (rfm.py, behaviour.py, segments.py, labels.py) ---
 from crm_models.features.behaviour import purchase_behaviour_expr, ticket_features_expr
+from crm_models.features.btyd import btyd_summary, btyd_summary_expr
 from crm_models.features.labels import (
     contractual_churn_labels,
     contractual_churn_labels_expr,
     noncontractual_churn_labels,
     noncontractual_churn_labels_expr,
 )
+from crm_models.features.paths import aggregate_paths, build_journeys
 from crm_models.features.rfm import customer_features, customer_features_expr, rfm_expr
 from crm_models.features.segments import rfm_segments, rfm_segments_expr
 from crm_models.features.snapshot import Snapshot, future, past
 
 __all__ = [
+    "Snapshot",
+    "aggregate_paths",
     "btyd_summary",
     "btyd_summary_expr",
-    # RFM, behaviour, segments, churn labels
-    "Snapshot",
+    "build_journeys",
     "contractual_churn_labels",
     "contractual_churn_labels_expr",
     "customer_features",
@@ -40,8 +43,3 @@ __all__ = [
     "rfm_segments_expr",
     "ticket_features_expr",
 ]
-
-# --- journeys and path tables (paths.py) ---
-from crm_models.features.paths import aggregate_paths, build_journeys
-
-__all__ += ["aggregate_paths", "build_journeys"]
