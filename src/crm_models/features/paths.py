@@ -681,6 +681,18 @@ def _counts(df: pd.DataFrame, col: str, table: str, default: float | None) -> np
     return s
 
 
+def _path_counts(paths: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A path table's ``conversions``, ``nulls`` (0 when absent) and ``value`` (0 when absent),
+    checked: numbers, conversions and nulls not negative."""
+    table = "paths"
+    conversions = _counts(paths, "conversions", table, None)
+    nulls = _counts(paths, "nulls", table, 0.0)
+    value = _counts(paths, "value", table, 0.0)
+    _non_negative(conversions, paths, "conversions", table)
+    _non_negative(nulls, paths, "nulls", table)
+    return conversions, nulls, value
+
+
 def _non_negative(a: np.ndarray, df: pd.DataFrame, col: str, table: str) -> None:
     neg = a < 0
     if neg.any():
@@ -772,7 +784,7 @@ class _Scratch:
     _PATH_ARRAYS = (("after", np.int64), ("path_tmp", np.int64))
 
     def __init__(self, n_bytes: int, n_tokens: int, n_paths: int) -> None:
-        self.n_bytes, self.n_tokens, self.n_paths = n_bytes, n_tokens, n_paths
+        self.n_bytes, self.n_tokens = n_bytes, n_tokens
         layout = []
         for arrays, size in (
             (self._BYTE_ARRAYS, n_bytes + _PAD + 8),
@@ -1116,9 +1128,8 @@ class _Blocks:
     the block ends (Arrow: its offsets; joined Python strings: None, a joiner byte ends each)."""
 
     def __init__(self, column: pd.Series | np.ndarray, sep_b: bytes) -> None:
-        self.arr = _arrow_strings(column)
-        if self.arr is not None:
-            arr = self.arr
+        arr = _arrow_strings(column)
+        if arr is not None:
             if arr.null_count or len(arr) == 0:
                 raise _Unsupported("nulls")
             n = len(arr)
@@ -1180,10 +1191,14 @@ def _split_fast(
         return None
     m = len(sep_b)
     n_paths = blocks.n_paths
-    # room for tokens of 2 bytes on average; a block with more (one-byte tokens, or empty ones
-    # and overlapping separators, which then fail the token checks) grows the scratch
-    room = blocks.most_bytes
-    scratch = _Scratch(room, room // (m + 2) + blocks.block_paths + 1, blocks.block_paths)
+
+    def scratch_for(n_bytes: int, n_tokens: int | None = None) -> _Scratch:
+        # room for tokens of 2 bytes on average; a block with more (one-byte tokens, or empty
+        # ones and overlapping separators, which then fail the token checks) grows the scratch
+        tokens = n_bytes // (m + 2) + blocks.block_paths + 1 if n_tokens is None else n_tokens
+        return _Scratch(n_bytes, tokens, blocks.block_paths)
+
+    scratch = scratch_for(blocks.most_bytes)
     vocab = _Vocabulary()
     counter = None if journeys is None else _PairCounter(journeys)
     offsets = np.empty(n_paths + 1, np.int64)
@@ -1193,19 +1208,15 @@ def _split_fast(
     try:
         for lo, hi, data, ends in blocks:
             if data.size > scratch.n_bytes:
-                room = data.size
-                scratch = _Scratch(
-                    room, room // (m + 2) + blocks.block_paths + 1, blocks.block_paths
-                )
-            try:
-                ids, last, after = _block_ids(
-                    data, ends, blocks.joiner, hi - lo, sep_b, vocab, scratch
-                )
-            except _ScratchFull:
-                scratch = _Scratch(room, room + 1, blocks.block_paths)
-                ids, last, after = _block_ids(
-                    data, ends, blocks.joiner, hi - lo, sep_b, vocab, scratch
-                )
+                scratch = scratch_for(data.size)
+            while True:
+                try:
+                    ids, last, after = _block_ids(
+                        data, ends, blocks.joiner, hi - lo, sep_b, vocab, scratch
+                    )
+                    break
+                except _ScratchFull:  # room for a mark at every byte: it fits then
+                    scratch = scratch_for(scratch.n_bytes, scratch.n_bytes + 1)
             if counter is None:
                 id_blocks.append(ids.astype(np.int32))
                 offsets[lo + 1 : hi + 1] = last + (n_tok + 1)
@@ -1328,11 +1339,7 @@ def encode_paths(paths: pd.DataFrame | EncodedPaths, sep: str = DEFAULT_SEP) -> 
     split = _split_fast(paths["path"], sep)
     if split is None:  # every cell a str means no nulls
         _check_not_null(paths, table, "path")
-    conversions = _counts(paths, "conversions", table, None)
-    nulls = _counts(paths, "nulls", table, 0.0)
-    value = _counts(paths, "value", table, 0.0)
-    _non_negative(conversions, paths, "conversions", table)
-    _non_negative(nulls, paths, "nulls", table)
+    conversions, nulls, value = _path_counts(paths)
 
     if split is not None:
         if not split.has_sep:
@@ -1390,13 +1397,8 @@ def _order1_counts(paths: Any, sep: str = DEFAULT_SEP) -> _Order1Counts | None:
         and len(paths) > 0
     ):
         return None
-    table = "paths"
     try:  # (encode_paths checks these after splitting; here the split needs the weights)
-        conversions = _counts(paths, "conversions", table, None)
-        nulls = _counts(paths, "nulls", table, 0.0)
-        value = _counts(paths, "value", table, 0.0)
-        _non_negative(conversions, paths, "conversions", table)
-        _non_negative(nulls, paths, "nulls", table)
+        conversions, nulls, value = _path_counts(paths)
     except DataError:
         return None
     split = _split_fast(paths["path"], sep, conversions + nulls)
